@@ -1,0 +1,19 @@
+"""resnets: the ResNet family of He et al. 2015, exact, fast and safe to run."""
+
+from resnets.fuse import fuse_bn
+from resnets.models import ResNet, ResNetSpec, create_model, list_models
+from resnets.summary import summary
+from resnets.weights import load_weights, save_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ResNet",
+    "ResNetSpec",
+    "create_model",
+    "fuse_bn",
+    "list_models",
+    "load_weights",
+    "save_weights",
+    "summary",
+]

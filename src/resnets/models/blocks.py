@@ -1,0 +1,264 @@
+"""The building blocks of He et al. 2015 (Fig. 2 and 5) and their pre-activation forms (He et al. 2016).
+
+Module names follow torchvision (`conv1`, `bn1`, ..., `downsample`) so that published
+checkpoints load unchanged. `downsample` is the shortcut: an `nn.Identity` when shapes match,
+`ZeroPadShortcut` for option A, a 1x1 projection for B/C, and None in plain networks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """3x3 conv with padding 1: O = floor((I + 2 - 3) / S) + 1, so stride 1 keeps the size."""
+    return nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, groups=groups, bias=False)
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A: a parameter-free identity that subsamples and zero-pads new channels (sec. 3.3).
+
+    The padding is split evenly around the input channels, as in the widely used CIFAR
+    reproduction, so its checkpoints give the same outputs here.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.pad_front = (out_channels - in_channels) // 2
+        self.pad_back = out_channels - in_channels - self.pad_front
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.pad_front, self.pad_back))
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, pad=({self.pad_front}, {self.pad_back})"
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): drop a sample's residual branch with probability p."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, avg_down: bool) -> nn.Module:
+    """The shortcut of one block: identity if shapes match (A, B), else padding (A) or projection."""
+    shape_changes = stride != 1 or in_channels != out_channels
+    if kind != "C" and not shape_changes:
+        return nn.Identity()
+    if kind == "A":
+        return ZeroPadShortcut(in_channels, out_channels, stride)
+    if avg_down:
+        # ResNet-D: average instead of skipping 3/4 of the input with a strided 1x1 conv.
+        pool = (
+            nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if stride != 1 else nn.Identity()
+        )
+        return nn.Sequential(pool, conv1x1(in_channels, out_channels), nn.BatchNorm2d(out_channels))
+    return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs and a shortcut: [3x3, w; 3x3, w] in Table 1 (Fig. 5 left)."""
+
+    expansion = 1
+    # (conv, the BN that directly follows it): what BN folding may merge for inference.
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int,
+        shortcut: nn.Module | None,
+        drop_path: float = 0.0,
+        stride_on: str = "3x3",
+        inner_width: int | None = None,
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(in_channels, width, stride)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(width, width)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.downsample = shortcut
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is None:
+            return self.relu(out)
+        return self.relu(self.drop_path(out) + self.downsample(x))
+
+    def branch_end(self) -> nn.Module:
+        """The residual branch's last layer: zero its weight and the block starts as identity."""
+        return self.bn2
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand (x4), and a shortcut: Fig. 5 right.
+
+    The paper strides the first 1x1 ("v1"); torchvision strides the 3x3 ("v1.5"), which costs
+    more multiply-adds and scores higher. `stride_on` picks one.
+    """
+
+    expansion = 4
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int,
+        shortcut: nn.Module | None,
+        drop_path: float = 0.0,
+        stride_on: str = "3x3",
+        inner_width: int | None = None,
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        inner = inner_width or width
+        self.conv1 = conv1x1(in_channels, inner, stride if stride_on == "1x1" else 1)
+        self.bn1 = nn.BatchNorm2d(inner)
+        self.conv2 = conv3x3(inner, inner, stride if stride_on == "3x3" else 1, groups)
+        self.bn2 = nn.BatchNorm2d(inner)
+        self.conv3 = conv1x1(inner, width * self.expansion)
+        self.bn3 = nn.BatchNorm2d(width * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = shortcut
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is None:
+            return self.relu(out)
+        return self.relu(self.drop_path(out) + self.downsample(x))
+
+    def branch_end(self) -> nn.Module:
+        """The residual branch's last layer: zero its weight and the block starts as identity."""
+        return self.bn3
+
+
+class PreActBasicBlock(nn.Module):
+    """BN-ReLU-conv twice, then add: the identity path stays clean (He et al. 2016, Fig. 4e).
+
+    A projection shortcut reads the pre-activated input, as in the authors' code; an identity
+    shortcut reads the raw input.
+    """
+
+    expansion = 1
+    # bn1 acts on the block input (after a ReLU-free sum), so only the inner BNs fold.
+    conv_bn_pairs = (("conv1", "bn2"),)
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int,
+        shortcut: nn.Module | None,
+        drop_path: float = 0.0,
+        stride_on: str = "3x3",
+        inner_width: int | None = None,
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = conv3x3(in_channels, width, stride)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = shortcut
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = torch.relu(self.bn1(x))
+        out = self.conv1(pre)
+        out = self.conv2(self.relu(self.bn2(out)))
+        if self.downsample is None:
+            return out
+        return self.drop_path(out) + _shortcut_input(self.downsample, x, pre)
+
+    def branch_end(self) -> nn.Module:
+        """The residual branch's last layer: zero its weight and the block starts as identity."""
+        return self.conv2
+
+
+class PreActBottleneck(nn.Module):
+    """Pre-activation bottleneck: BN-ReLU before each of 1x1, 3x3, 1x1 (He et al. 2016)."""
+
+    expansion = 4
+    conv_bn_pairs = (("conv1", "bn2"), ("conv2", "bn3"))
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int,
+        shortcut: nn.Module | None,
+        drop_path: float = 0.0,
+        stride_on: str = "3x3",
+        inner_width: int | None = None,
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        inner = inner_width or width
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = conv1x1(in_channels, inner, stride if stride_on == "1x1" else 1)
+        self.bn2 = nn.BatchNorm2d(inner)
+        self.conv2 = conv3x3(inner, inner, stride if stride_on == "3x3" else 1, groups)
+        self.bn3 = nn.BatchNorm2d(inner)
+        self.conv3 = conv1x1(inner, width * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = shortcut
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = torch.relu(self.bn1(x))
+        out = self.conv1(pre)
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.relu(self.bn3(out)))
+        if self.downsample is None:
+            return out
+        return self.drop_path(out) + _shortcut_input(self.downsample, x, pre)
+
+    def branch_end(self) -> nn.Module:
+        """The residual branch's last layer: zero its weight and the block starts as identity."""
+        return self.conv3
+
+
+def _shortcut_input(shortcut: nn.Module, x: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+    if isinstance(shortcut, (nn.Identity, ZeroPadShortcut)):
+        return shortcut(x)
+    return shortcut(pre)
+
+
+def block_class(block: str, preact: bool) -> type[nn.Module]:
+    return {
+        ("basic", False): BasicBlock,
+        ("bottleneck", False): Bottleneck,
+        ("basic", True): PreActBasicBlock,
+        ("bottleneck", True): PreActBottleneck,
+    }[(block, preact)]

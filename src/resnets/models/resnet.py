@@ -1,0 +1,148 @@
+"""ResNet(nn.Module), built from a ResNetSpec: stem -> layer1..layerN -> pool -> fc.
+
+The structure and the `state_dict` names are torchvision's, so its weights (and timm's for the
+ResNet-D stem) load unchanged; every variant is a field of the spec, not another class.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from resnets.errors import InputError
+from resnets.models.blocks import block_class, make_shortcut
+from resnets.models.spec import ResNetSpec
+
+
+class ResNet(nn.Module):
+    # The stem's conv and BN (when the stem has them as single layers): see resnets.fuse.
+    conv_bn_pairs = (("conv1", "bn1"),)
+
+    def __init__(self, spec: ResNetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.conv1, self.bn1, self.relu, self.maxpool = _stem(spec)
+        in_channels = spec.stem_channels
+        block_index, total_blocks = 0, sum(spec.depths)
+        for stage, depth in enumerate(spec.depths):
+            blocks = []
+            for i in range(depth):
+                stride = spec.stage_strides[stage] if i == 0 else 1
+                blocks.append(self._block(spec, stage, in_channels, stride, block_index, total_blocks))
+                in_channels = spec.out_channels[stage]
+                block_index += 1
+            self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
+        # Pre-activation blocks end on a conv, so the network adds the last BN-ReLU (He et al. 2016).
+        self.final_bn = nn.BatchNorm2d(in_channels) if spec.preact else None
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(in_channels, spec.num_classes)
+        self.num_features = in_channels
+        _init_weights(self)
+
+    @staticmethod
+    def _block(
+        spec: ResNetSpec, stage: int, in_channels: int, stride: int, index: int, total: int
+    ) -> nn.Module:
+        out_channels = spec.out_channels[stage]
+        shortcut = (
+            None
+            if spec.plain
+            else make_shortcut(spec.shortcut, in_channels, out_channels, stride, spec.avg_down)
+        )
+        drop_path = spec.drop_path_rate * index / max(total - 1, 1)
+        return block_class(spec.block, spec.preact)(
+            in_channels,
+            spec.stage_widths[stage],
+            stride,
+            shortcut,
+            drop_path=drop_path,
+            stride_on=spec.stride_on,
+            inner_width=spec.inner_widths[stage],
+            groups=spec.groups,
+        )
+
+    @property
+    def stages(self) -> list[nn.Sequential]:
+        return [getattr(self, f"layer{i + 1}") for i in range(len(self.spec.depths))]
+
+    @property
+    def min_input_size(self) -> int:
+        """Smaller inputs reach the last stages as 1x1 maps that no longer downsample."""
+        return self.spec.total_stride
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise InputError for tensors this network cannot mean to receive."""
+        c = self.spec.in_channels
+        if x.dim() != 4:
+            raise InputError(
+                f"expected a 4-D batch (N, {c}, H, W), got a {x.dim()}-D tensor of shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != c:
+            hint = "; it looks channels-last (NHWC): pass x.permute(0, 3, 1, 2)" if x.shape[-1] == c else ""
+            raise InputError(
+                f"expected {c} input channels in dim 1 (N, C, H, W), got shape {tuple(x.shape)}{hint}"
+            )
+        if min(x.shape[2], x.shape[3]) < self.min_input_size:
+            raise InputError(
+                f"input {x.shape[2]}x{x.shape[3]} is too small: this network downsamples by "
+                f"{self.min_input_size}, so H and W must be at least {self.min_input_size}"
+            )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, before pooling: what detection and feature extraction use."""
+        self.check_input(x)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for stage in self.stages:
+            x = stage(x)
+        if self.final_bn is not None:
+            x = torch.relu(self.final_bn(x))
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _stem(spec: ResNetSpec) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
+    """conv1, bn1, relu, maxpool; the pre-activation stem has no BN-ReLU (the first block does it)."""
+    out = spec.stem_channels
+    if spec.stem == "cifar":
+        conv: nn.Module = nn.Conv2d(spec.in_channels, out, 3, 1, 1, bias=False)
+    elif spec.stem == "imagenet":
+        conv = nn.Conv2d(spec.in_channels, out, 7, 2, 3, bias=False)
+    else:
+        mid = max(1, int(round(spec.stem_width * spec.width)))
+        conv = nn.Sequential(
+            nn.Conv2d(spec.in_channels, mid, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, out, 3, 1, 1, bias=False),
+        )
+    pool: nn.Module = nn.Identity() if spec.stem == "cifar" else nn.MaxPool2d(3, 2, 1)
+    if spec.preact:
+        return conv, nn.Identity(), nn.Identity(), pool
+    return conv, nn.BatchNorm2d(out), nn.ReLU(inplace=True), pool
+
+
+def _init_weights(model: ResNet) -> None:
+    """He initialisation for convs (He et al. 2015b), as the paper and torchvision do."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    if model.spec.zero_init_residual and not model.spec.plain:
+        for stage in model.stages:
+            for block in stage:
+                nn.init.zeros_(block.branch_end().weight)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
