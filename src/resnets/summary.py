@@ -19,6 +19,7 @@ from resnets.models.create import create_model
 from resnets.models.notation import format_block, spec_stages
 from resnets.models.resnet import ResNet
 from resnets.models.spec import ResNetSpec
+from resnets.models.zoo import default_input_size
 
 
 @dataclass
@@ -98,6 +99,8 @@ def summary(model_or_name: ResNet | str | ResNetSpec, input_size: int | tuple[in
         name = probe.model_name
     else:
         raise SpecError(f"summary() takes a resnets model, name or spec, not {type(model_or_name).__name__}")
+    if input_size is None:
+        input_size = default_input_size(probe.spec)
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if len(size) != 2 or min(size) < 1:
         raise SpecError(f"input_size must be a positive int or (H, W), got {input_size!r}")
@@ -152,16 +155,16 @@ def _measure(model: ResNet, name: str, size: tuple[int, int]) -> Summary:
     for i, stage in enumerate(model.stages):
         handles.append(stage.register_forward_hook(record(f"conv{i + 2}_x")))
     handles.append(model.fc.register_forward_hook(record("fc")))
+    params = dict.fromkeys(names, 0)
+    for pn, p in model.named_parameters():
+        params[_stage_of(pn, n)] += p.numel()
+    _drop_batchnorm(model)
     try:
         with torch.no_grad():
             model(torch.empty(1, spec.in_channels, *size, device="meta"))
     finally:
         for h in handles:
             h.remove()
-
-    params = dict.fromkeys(names, 0)
-    for pn, p in model.named_parameters():
-        params[_stage_of(pn, n)] += p.numel()
 
     strides = [1 if spec.stem == "cifar" else 2, spec.stem_stride]
     for s in spec.stage_strides[1:]:
@@ -197,6 +200,14 @@ def _measure(model: ResNet, name: str, size: tuple[int, int]) -> Summary:
     head = f"average pool, {spec.num_classes}-d fc, softmax"
     rows.append(StageRow("fc", (1, 1), head, params["fc"], macs["fc"], strides[-1], explain=texts[-1]))
     return Summary(name, size, spec.num_layers, _describe(spec), rows)
+
+
+def _drop_batchnorm(model: nn.Module) -> None:
+    """BN keeps shapes and costs no MACs, but is slow on the meta device: skip it in the probe."""
+    for module in list(model.modules()):
+        for key, child in module._modules.items():
+            if isinstance(child, nn.BatchNorm2d):
+                module._modules[key] = nn.Identity()
 
 
 def _stem_text(spec: ResNetSpec) -> str:

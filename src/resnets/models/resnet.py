@@ -132,6 +132,8 @@ def _stem(spec: ResNetSpec) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]
 
 def _init_weights(model: ResNet) -> None:
     """He initialisation for convs (He et al. 2015b), as the paper and torchvision do."""
+    if model.fc.weight.is_meta:
+        return  # shapes only: nothing to initialise
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
