@@ -162,8 +162,17 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--recipe", default="default", choices=list(RECIPES), help="named configuration to start from (default: default)")
-    p.add_argument("--config", metavar="FILE", help="TOML or JSON file of config fields, applied before the command-line flags")
+    p.add_argument(
+        "--recipe",
+        default="default",
+        choices=list(RECIPES),
+        help="named configuration to start from (default: default)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML or JSON file of config fields, applied before the command-line flags",
+    )
     p.add_argument(
         "--print-config",
         nargs="?",
@@ -171,7 +180,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         choices=["toml", "json"],
         help="print the resolved configuration (TOML unless 'json') and exit",
     )
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint, with its own config")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last checkpoint, with its own config",
+    )
     p.add_argument("--json", action="store_true", help="print the final summary as JSON")
     group = p.add_argument_group("config fields (each overrides the recipe; 'none' unsets an optional one)")
     for f in config_fields():
@@ -183,10 +196,14 @@ def _add_config_flag(group: argparse._ArgumentGroup, f: Any) -> None:
     flag = "--" + f.name.replace("_", "-")
     kind = str(f.type)
     default = f.default if not callable(getattr(f, "default_factory", None)) else f.default_factory()
-    shown = "none" if default is None else ",".join(map(str, default)) if isinstance(default, list) else default
+    shown = (
+        "none" if default is None else ",".join(map(str, default)) if isinstance(default, list) else default
+    )
     help_text = f"{f.metadata['help']} [default recipe: {shown}]"
     if kind.startswith("bool"):
-        group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        group.add_argument(
+            flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+        )
         return
     if kind.startswith("list"):
         parse: Callable[[str], Any] = _float_list
@@ -327,7 +344,9 @@ def format_train_summary(s: dict[str, Any]) -> str:
         ),
     ]
     if "val_top1_10crop" in s:
-        lines.append(f"10-crop: val top-1 {100 * s['val_top1_10crop']:.2f}%, top-5 {100 * s['val_top5_10crop']:.2f}%")
+        lines.append(
+            f"10-crop: val top-1 {100 * s['val_top1_10crop']:.2f}%, top-5 {100 * s['val_top5_10crop']:.2f}%"
+        )
     if s.get("skipped_images"):
         lines.append(f"skipped {len(s['skipped_images'])} unreadable image(s); see summary.json")
     return "\n".join(lines)
@@ -346,14 +365,25 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
             "confusion_matrix.png (into the run directory unless --out)."
         ),
     )
-    p.add_argument("path", metavar="RUN_DIR_OR_WEIGHTS", help="a run directory or a .safetensors file written by 'resnets train'")
-    p.add_argument("--data", help="what to evaluate on (as for 'resnets train --data'); default: the run's validation split")
+    p.add_argument(
+        "path",
+        metavar="RUN_DIR_OR_WEIGHTS",
+        help="a run directory or a .safetensors file written by 'resnets train'",
+    )
+    p.add_argument(
+        "--data",
+        help="what to evaluate on (as for 'resnets train --data'); default: the run's validation split",
+    )
     p.add_argument("--data-dir", help="where cifar10/cifar100 are (default: the run's)")
     p.add_argument("--batch-size", type=int, help="images per batch (default: the run's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
     p.add_argument("--workers", type=int, help="DataLoader workers for image folders")
     p.add_argument("--out", help="folder for confusion_matrix.png")
-    p.add_argument("--json", action="store_true", help="print JSON (top1, top5, loss, count, per_class, confusion_matrix)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON (top1, top5, loss, count, per_class, confusion_matrix)",
+    )
     p.set_defaults(func=run_eval)
 
 
@@ -381,7 +411,10 @@ def run_eval(args: argparse.Namespace) -> int:
     for name, acc in report["per_class"].items():
         print(f"{name:<{width}}  {'-' if acc is None else f'{100 * acc:7.2f}%'}")
     if report.get("skipped"):
-        print(f"skipped {len(report['skipped'])} unreadable image(s): {', '.join(report['skipped'][:10])}", file=sys.stderr)
+        print(
+            f"skipped {len(report['skipped'])} unreadable image(s): {', '.join(report['skipped'][:10])}",
+            file=sys.stderr,
+        )
     print(f"confusion matrix: {report['confusion_matrix']}")
     return 0
 

@@ -196,7 +196,9 @@ def evaluate_run(
     if meta.resize_size:
         dataset.resize_size = meta.resize_size
     if dataset.in_channels != model.spec.in_channels:
-        raise DataError(f"{data}: {dataset.in_channels}-channel images, but the model takes {model.spec.in_channels}")
+        raise DataError(
+            f"{data}: {dataset.in_channels}-channel images, but the model takes {model.spec.in_channels}"
+        )
     crops = config.eval_crops if (config is not None and not dataset.val.in_memory) else 1
     loader = make_loader(dataset, "val", batch_size=batch_size, device=dev, workers=workers, crops=1)
     result = evaluate(model, loader.epoch(0), dataset.num_classes)
@@ -204,7 +206,9 @@ def evaluate_run(
     if loader.skipped:
         report["skipped"] = loader.skipped
     if crops == 10:
-        ten = make_loader(dataset, "val", batch_size=max(1, batch_size // 10), device=dev, workers=workers, crops=10)
+        ten = make_loader(
+            dataset, "val", batch_size=max(1, batch_size // 10), device=dev, workers=workers, crops=10
+        )
         ten_result = evaluate(model, ten.epoch(0), dataset.num_classes)
         report.update(top1_10crop=ten_result.top1, top5_10crop=ten_result.top5, loss_10crop=ten_result.loss)
     out_dir = Path(out) if out is not None else (run_dir or weights.parent)

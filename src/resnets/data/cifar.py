@@ -25,7 +25,13 @@ NAMED = {
     "cifar10": ("cifar-10-batches-py", "CIFAR10"),
     "cifar100": ("cifar-100-python", "CIFAR100"),
 }
-CIFAR10_FILES = ([f"data_batch_{i}" for i in range(1, 6)], "test_batch", "batches.meta", "labels", "label_names")
+CIFAR10_FILES = (
+    [f"data_batch_{i}" for i in range(1, 6)],
+    "test_batch",
+    "batches.meta",
+    "labels",
+    "label_names",
+)
 CIFAR100_FILES = (["train"], "test", "meta", "fine_labels", "fine_label_names")
 
 # The only globals a CIFAR pickle names: numpy's array reconstructor (under its numpy 1 and numpy 2
@@ -46,7 +52,9 @@ class SafeUnpickler(pickle.Unpickler):
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"refused global '{module}.{name}' (not part of the CIFAR format)") from None
+            raise pickle.UnpicklingError(
+                f"refused global '{module}.{name}' (not part of the CIFAR format)"
+            ) from None
 
 
 def safe_load(path: Path) -> Any:
@@ -80,7 +88,9 @@ def named_root(name: str, data_dir: str | Path, download: bool) -> Path:
     root = Path(data_dir).expanduser() / folder
     if find_cifar_root(root) is None:
         if not download:
-            raise DataError(f"{name} not found in {root}; pass --download to fetch it, or --data PATH to the folder")
+            raise DataError(
+                f"{name} not found in {root}; pass --download to fetch it, or --data PATH to the folder"
+            )
         _download(tv_class, Path(data_dir).expanduser())
     return root
 
@@ -147,9 +157,7 @@ def _read_batch(path: Path, label_key: str) -> Split:
 
 
 def _concat(splits: list[Split]) -> Split:
-    return Split(
-        labels=torch.cat([s.labels for s in splits]), images=torch.cat([s.images for s in splits])
-    )
+    return Split(labels=torch.cat([s.labels for s in splits]), images=torch.cat([s.images for s in splits]))
 
 
 def _class_names(meta: Any, key: str, path: Path) -> list[str]:

@@ -51,7 +51,9 @@ def list_images(root: Path, classes: list[str]) -> tuple[list[str], list[int]]:
                 if not f.startswith(".") and f.lower().endswith(IMG_EXTENSIONS)
             )
         if not found:
-            raise DataError(f"{root / name}: class '{name}' has no images ({', '.join(IMG_EXTENSIONS[:4])}, ...)")
+            raise DataError(
+                f"{root / name}: class '{name}' has no images ({', '.join(IMG_EXTENSIONS[:4])}, ...)"
+            )
         files.extend(found)
         labels.extend([index] * len(found))
     return files, labels
@@ -63,7 +65,9 @@ def load_folder(
     """An ImageFolder root with train/ and val/ (val/ may lack classes, never add them), or one
     folder of class folders split by `val_split`."""
     train_root = root / "train" if (root / "train").is_dir() else root
-    val_root = next((root / n for n in VAL_NAMES if (root / n).is_dir()), None) if train_root != root else None
+    val_root = (
+        next((root / n for n in VAL_NAMES if (root / n).is_dir()), None) if train_root != root else None
+    )
     classes = find_classes(train_root)
     files, labels = list_images(train_root, classes)
     train = Split(labels=torch.as_tensor(labels), files=files)

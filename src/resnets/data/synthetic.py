@@ -16,7 +16,9 @@ from resnets.errors import DataError
 def make_synthetic(count: int, classes: int, size: int, seed: int = 0) -> Split:
     """`count` RGB uint8 images of `size`x`size`: a low-frequency template per class, plus noise."""
     if count < 2 or classes < 2 or size < 1:
-        raise DataError(f"synthetic data needs count >= 2, classes >= 2 and size >= 1, got {count}, {classes}, {size}")
+        raise DataError(
+            f"synthetic data needs count >= 2, classes >= 2 and size >= 1, got {count}, {classes}, {size}"
+        )
     gen = torch.Generator().manual_seed(seed)
     coarse = torch.rand(classes, 3, 4, 4, generator=gen)
     templates = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)

@@ -55,12 +55,16 @@ def join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def save_checkpoint(folder: Path, epoch: int, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
+def save_checkpoint(
+    folder: Path, epoch: int, tensors: dict[str, torch.Tensor], state: dict[str, Any]
+) -> Path:
     """Write this epoch's tensors, then commit by replacing latest.json; drop older tensor files."""
     folder.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{epoch:04d}.safetensors"
     cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(folder / name, lambda tmp: save_file(cpu, str(tmp), metadata={"format": "resnets-checkpoint"}))
+    atomic_write(
+        folder / name, lambda tmp: save_file(cpu, str(tmp), metadata={"format": "resnets-checkpoint"})
+    )
     write_json(folder / LATEST, {**state, "tensors": name})
     for old in folder.glob("epoch-*.safetensors"):
         if old.name != name:

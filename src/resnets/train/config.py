@@ -30,11 +30,19 @@ def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
 class TrainConfig:
     # what to train, on what
     model: str = _f("resnet20", "model name, compact spec or Table-1 notation (see 'resnets list')")
-    data: str = _f("digits", "digits, synthetic, cifar10, cifar100, or a path to a CIFAR python folder or an ImageFolder root")
+    data: str = _f(
+        "digits",
+        "digits, synthetic, cifar10, cifar100, or a path to a CIFAR python folder or an ImageFolder root",
+    )
     data_dir: str = _f("data", "where cifar10/cifar100 are found or downloaded to")
     download: bool = _f(False, "download cifar10/cifar100 into --data-dir if missing (needs internet)")
-    input_size: int | None = _f(None, "training resolution (default: the data's own; the model's for folders)")
-    val_split: float | None = _f(None, "hold out this fraction (< 1) or number of training images for validation instead of the dataset's own val/test part")
+    input_size: int | None = _f(
+        None, "training resolution (default: the data's own; the model's for folders)"
+    )
+    val_split: float | None = _f(
+        None,
+        "hold out this fraction (< 1) or number of training images for validation instead of the dataset's own val/test part",
+    )
     split_seed: int = _f(0, "seed of the held-out split (fixed, so resume and eval see the same images)")
     synthetic_count: int = _f(512, "images in --data synthetic")
     synthetic_classes: int = _f(10, "classes in --data synthetic")
@@ -46,7 +54,9 @@ class TrainConfig:
     zero_init_residual: bool | None = _f(None, "start every residual branch at zero (last BN gamma = 0)")
     # how long
     epochs: float | None = _f(30.0, "training length in epochs (ignored when --iterations is set)")
-    iterations: int | None = _f(None, "training length in iterations; milestones and warm-up then count iterations too")
+    iterations: int | None = _f(
+        None, "training length in iterations; milestones and warm-up then count iterations too"
+    )
     batch_size: int = _f(128, "mini-batch size")
     # optimiser
     optimizer: str = _f("sgd", "optimiser", OPTIMIZERS)
@@ -62,17 +72,28 @@ class TrainConfig:
     gamma: float = _f(0.1, "step schedule: factor at each milestone")
     warmup: float = _f(0.0, "linear warm-up length in epochs (or iterations), from --warmup-lr to --lr")
     warmup_lr: float | None = _f(None, "learning rate at the start of warm-up (default lr/100)")
-    warmup_until_error: float | None = _f(None, "hold lr at --warmup-lr until the training error is below this (paper sec. 4.2, ResNet-110)")
+    warmup_until_error: float | None = _f(
+        None, "hold lr at --warmup-lr until the training error is below this (paper sec. 4.2, ResNet-110)"
+    )
     # regularisation
     label_smoothing: float = _f(0.0, "label smoothing")
     mixup_alpha: float = _f(0.0, "MixUp alpha (0 = off)")
     cutmix_alpha: float = _f(0.0, "CutMix alpha (0 = off); with MixUp, one of the two per batch")
-    ema_decay: float | None = _f(None, "keep an exponential moving average of the weights with this decay per step (evaluated and saved instead of the raw weights)")
+    ema_decay: float | None = _f(
+        None,
+        "keep an exponential moving average of the weights with this decay per step (evaluated and saved instead of the raw weights)",
+    )
     # augmentation and preprocessing
-    augment: str = _f("auto", "training augmentation (auto: pad-crop for in-memory data, resized-crop for image folders)", ("auto", "pad-crop", "resized-crop", "scale", "none"))
+    augment: str = _f(
+        "auto",
+        "training augmentation (auto: pad-crop for in-memory data, resized-crop for image folders)",
+        ("auto", "pad-crop", "resized-crop", "scale", "none"),
+    )
     pad: int = _f(4, "pad-crop: pixels of zero padding around the image before the random crop")
     flip: bool = _f(True, "random horizontal flips")
-    eval_crops: int = _f(1, "final evaluation of folder data: 1 (centre crop) or 10 (paper's 10-crop testing)")
+    eval_crops: int = _f(
+        1, "final evaluation of folder data: 1 (centre crop) or 10 (paper's 10-crop testing)"
+    )
     # runtime
     seed: int = _f(0, "random seed (initial weights, data order, augmentation)")
     device: str = _f("auto", "device", DEVICES)
@@ -82,7 +103,9 @@ class TrainConfig:
     deterministic: bool = _f(False, "deterministic algorithms only (bit-identical resume on CPU)")
     threads: int | None = _f(None, "CPU threads for torch (default: torch's)")
     checkpoint_every: int = _f(1, "save a checkpoint every N epochs (and always at the end)")
-    tensorboard: bool = _f(False, "also log to TensorBoard in RUN_DIR/tensorboard (needs the tensorboard package)")
+    tensorboard: bool = _f(
+        False, "also log to TensorBoard in RUN_DIR/tensorboard (needs the tensorboard package)"
+    )
     out: str | None = _f(None, "run directory (default runs/<model>-<data>-<time>)")
 
     def to_dict(self) -> dict[str, Any]:

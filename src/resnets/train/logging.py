@@ -103,7 +103,15 @@ class RunLog:
                 self._printed_header = True
             print(format_row(row, epochs), flush=True)
         if self.writer is not None:
-            for key in ("lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "images_per_second"):
+            for key in (
+                "lr",
+                "train_loss",
+                "train_top1",
+                "val_loss",
+                "val_top1",
+                "val_top5",
+                "images_per_second",
+            ):
                 self.writer.add_scalar(key, row[key], row["step"])
             self.writer.flush()
 

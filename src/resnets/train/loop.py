@@ -34,7 +34,14 @@ from resnets.errors import ResNetsError
 from resnets.train import ranks
 from resnets.train.checkpoint import join_tensors, load_checkpoint, prefixed, save_checkpoint, split_tensors
 from resnets.train.config import TrainConfig
-from resnets.train.device import autocast, resolve_device, set_determinism, speed_up, to_input, use_channels_last
+from resnets.train.device import (
+    autocast,
+    resolve_device,
+    set_determinism,
+    speed_up,
+    to_input,
+    use_channels_last,
+)
 from resnets.train.logging import RunLog, check_tensorboard, format_duration, plot_curves
 from resnets.train.schedule import Schedule
 
@@ -250,9 +257,21 @@ def build_loaders(config: TrainConfig, data, device: torch.device):
     augment = config.augment
     if augment == "auto":
         augment = "pad-crop" if data.train.in_memory else "resized-crop"
-    common = dict(seed=config.seed, device=device, workers=config.workers, rank=ranks.rank(), world_size=ranks.world_size())
+    common = dict(
+        seed=config.seed,
+        device=device,
+        workers=config.workers,
+        rank=ranks.rank(),
+        world_size=ranks.world_size(),
+    )
     train_loader = make_loader(
-        data, "train", batch_size=config.batch_size, augment=augment, pad=config.pad, flip=config.flip, **common
+        data,
+        "train",
+        batch_size=config.batch_size,
+        augment=augment,
+        pad=config.pad,
+        flip=config.flip,
+        **common,
     )
     val_loader = make_loader(data, "val", batch_size=config.batch_size, **common)
     return train_loader, val_loader
@@ -308,7 +327,11 @@ def run_record(config: TrainConfig, data, model: nn.Module, device: torch.device
             "mean": list(data.mean),
             "std": list(data.std),
         },
-        "model": {"name": config.model, "spec": model.spec.to_dict(), "params": sum(p.numel() for p in model.parameters())},
+        "model": {
+            "name": config.model,
+            "spec": model.spec.to_dict(),
+            "params": sum(p.numel() for p in model.parameters()),
+        },
         "versions": {
             "resnets": __version__,
             "torch": torch.__version__,
@@ -354,7 +377,9 @@ def restore(folder: Path, model, optimizer, scaler, ema, device: torch.device) -
     return TrainState(**saved["progress"])
 
 
-def finish(run_dir, config, data, eval_model, val_loader, state, epochs, device, amp, channels_last) -> dict[str, Any]:
+def finish(
+    run_dir, config, data, eval_model, val_loader, state, epochs, device, amp, channels_last
+) -> dict[str, Any]:
     """Write model.safetensors, curves.png and summary.json; return the summary."""
     from resnets.weights import WeightsMeta, save_weights
 
@@ -383,9 +408,18 @@ def finish(run_dir, config, data, eval_model, val_loader, state, epochs, device,
     if config.eval_crops == 10 and not data.val.in_memory:
         from resnets.data import make_loader
 
-        ten = make_loader(data, "val", batch_size=max(1, config.batch_size // 10), device=device, workers=config.workers, crops=10)
+        ten = make_loader(
+            data,
+            "val",
+            batch_size=max(1, config.batch_size // 10),
+            device=device,
+            workers=config.workers,
+            crops=10,
+        )
         ten_crop = evaluate_model(eval_model, ten, data.num_classes, amp, channels_last)
-        summary.update(val_top1_10crop=ten_crop.top1, val_top5_10crop=ten_crop.top5, val_loss_10crop=ten_crop.loss)
+        summary.update(
+            val_top1_10crop=ten_crop.top1, val_top5_10crop=ten_crop.top5, val_loss_10crop=ten_crop.loss
+        )
     if not ranks.is_main():
         return summary
     meta = WeightsMeta(
@@ -401,7 +435,9 @@ def finish(run_dir, config, data, eval_model, val_loader, state, epochs, device,
             "data": data.name,
             "val_top1": last["val_top1"],
             "ema": config.ema_decay is not None,
-            "preprocess": "resize to input_size" if data.resize_size is None else "resize shorter side to resize_size, centre crop input_size",
+            "preprocess": "resize to input_size"
+            if data.resize_size is None
+            else "resize shorter side to resize_size, centre crop input_size",
         },
     )
     save_weights(eval_model, run_dir / "model.safetensors", meta)
