@@ -326,7 +326,8 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.resume:
         run_dir = Path(config.out) if config.out else default_run_dir(config)
         check_fresh_run_dir(run_dir)
-    summary = train(config, run_dir, resume=bool(args.resume), console=True)
+    table = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the JSON alone
+    summary = train(config, run_dir, resume=bool(args.resume), console=True, table_stream=table)
     if args.json:
         print_json(summary)
     else:

@@ -87,8 +87,8 @@ def evaluate(
         raise DataError("no images to evaluate (all unreadable or an empty split)")
     return Evaluation(
         loss=(sums[0] / count).item(),
-        top1=(confusion.diagonal().sum() / count).item(),
-        top5=(sums[1] / count).item(),
+        top1=int(confusion.diagonal().sum().item()) / count,
+        top5=int(sums[1].item()) / count,
         count=count,
         confusion=confusion.cpu(),
     )

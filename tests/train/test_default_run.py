@@ -101,8 +101,19 @@ def test_eval_on_the_run_directory_agrees_with_the_training_summary(default_run,
 def test_resuming_a_finished_run_trains_nothing_and_keeps_its_weights(default_run, capsys):
     before = (default_run.dir / "model.safetensors").read_bytes()
     assert main(["train", "--resume", str(default_run.dir), "--json"]) == 0
-    out = capsys.readouterr().out
-    summary = json.loads(out[out.index("{") :])
+    summary = json.loads(capsys.readouterr().out)
     assert summary["epochs"] == default_run.summary["epochs"]
     assert summary["val_top1"] == default_run.summary["val_top1"]
     assert (default_run.dir / "model.safetensors").read_bytes() == before
+
+
+def test_eval_of_a_bare_weights_file_preprocesses_from_its_metadata(default_run, tmp_path, capsys):
+    import shutil
+
+    weights = shutil.copy(default_run.dir / "model.safetensors", tmp_path / "digits.safetensors")
+    assert main(["eval", str(weights), "--json"]) == 2
+    assert "pass --data" in capsys.readouterr().err
+    assert main(["eval", str(weights), "--data", "digits", "--json", "--out", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["top1"] == default_run.summary["val_top1"] and report["count"] == 360
+    assert (tmp_path / "confusion_matrix.png").is_file()

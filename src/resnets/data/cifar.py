@@ -20,11 +20,12 @@ import torch
 from resnets.data.datasets import ImageData, Split, channel_stats, split_indices, subset
 from resnets.errors import DataError
 
-# name -> (folder inside data_dir, torchvision class holding url/md5, training files, test file, meta file, label key, names key)
+# name -> (its folder inside data_dir, the torchvision dataset class that knows its URL and checksum)
 NAMED = {
     "cifar10": ("cifar-10-batches-py", "CIFAR10"),
     "cifar100": ("cifar-100-python", "CIFAR100"),
 }
+# Each layout: training files, test file, meta file, label key, class-names key.
 CIFAR10_FILES = (
     [f"data_batch_{i}" for i in range(1, 6)],
     "test_batch",

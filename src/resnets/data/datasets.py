@@ -123,6 +123,11 @@ def load_data(
     if name in cifar.NAMED:
         root = cifar.named_root(name, data_dir, download)
         return cifar.load_cifar(root, input_size=input_size, val_split=val_split, split_seed=split_seed)
+    if name == "imagenet":
+        raise DataError(
+            "ImageNet cannot be downloaded for you; pass --data PATH to its ImageFolder root "
+            "(train/<class>/*.JPEG and val/<class>/*.JPEG)"
+        )
     path = Path(name).expanduser()
     if not path.exists():
         raise DataError(

@@ -12,7 +12,7 @@ import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from resnets.atomic import atomic_write, write_text
 from resnets.errors import ResNetsError
@@ -75,9 +75,17 @@ def format_duration(seconds: float) -> str:
 class RunLog:
     """Per-epoch reporting of one run into `run_dir` (and the console when `console`)."""
 
-    def __init__(self, run_dir: Path, *, console: bool = False, tensorboard: bool = False) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        console: bool = False,
+        table_stream: TextIO | None = None,
+        tensorboard: bool = False,
+    ) -> None:
         self.run_dir = run_dir
         self.console = console
+        self.table_stream = table_stream or sys.stdout
         self.writer = open_tensorboard(run_dir) if tensorboard else None
         self._printed_header = False
 
@@ -99,9 +107,9 @@ class RunLog:
         write_metrics_csv(self.run_dir / "metrics.csv", history)
         if self.console:
             if not self._printed_header:
-                print(format_header(), flush=True)
+                print(format_header(), file=self.table_stream, flush=True)
                 self._printed_header = True
-            print(format_row(row, epochs), flush=True)
+            print(format_row(row, epochs), file=self.table_stream, flush=True)
         if self.writer is not None:
             for key in (
                 "lr",

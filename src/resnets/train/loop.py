@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from torch import nn
@@ -65,12 +65,14 @@ def train(
     *,
     resume: bool = False,
     console: bool = False,
+    table_stream: TextIO | None = None,
     stop_after_epoch: int | None = None,
     command: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train `config` into `run_dir` (or continue the run there when `resume`); return the summary.
 
-    `stop_after_epoch` ends this call after that epoch with a checkpoint, as an interruption
+    `console` shows the progress bar (stderr) and the table rows (`table_stream`, default
+    stdout). `stop_after_epoch` ends this call after that epoch with a checkpoint, as an interruption
     would; a later `resume=True` call finishes the run.
     """
     run_dir = Path(run_dir)
@@ -103,7 +105,9 @@ def train(
     elif main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", run_record(config, data, model, device, command))
-    log = RunLog(run_dir, console=console and main, tensorboard=config.tensorboard and main)
+    log = RunLog(
+        run_dir, console=console and main, table_stream=table_stream, tensorboard=config.tensorboard and main
+    )
 
     eval_model = ema.module if ema is not None else model
     for epoch in range(state.epoch, epochs):
@@ -229,12 +233,27 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 def build_ema(model: nn.Module, config: TrainConfig):
-    """An exponential moving average of weights and BN buffers, updated every step."""
+    """An exponential moving average of weights and BN buffers, updated every step.
+
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) over the first n updates (as in
+    TensorFlow's and timm's EMA), so early averages are not dominated by the random init.
+    """
     if config.ema_decay is None:
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    target = config.ema_decay
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+        n = int(num_averaged)
+        decay = min(target, (1 + n) / (10 + n))
+        if averaged[0].is_floating_point():
+            torch._foreach_lerp_(averaged, current, 1.0 - decay)
+        else:  # BN's num_batches_tracked: a count, not something to average
+            torch._foreach_copy_(averaged, current)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
 def build_mixing(config: TrainConfig, num_classes: int):

@@ -19,7 +19,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "default": dict(
         model="resnet20",
         data="digits",
-        epochs=16,
+        epochs=12,
         batch_size=64,
         lr=0.1,
         nesterov=True,
