@@ -9,7 +9,7 @@ from torchvision.transforms.v2 import functional as TF
 from resnets.cli import main
 from resnets.models import ZOO, create_model, resolve_spec
 from resnets.train.logging import COLUMNS
-from resnets.weights import load_weights
+from resnets.weights import load_weights, read_safetensors
 
 
 def test_default_run_trains_the_zoos_resnet20_to_97_percent_held_out_top1(default_run):
@@ -51,14 +51,14 @@ def test_default_run_directory_holds_config_metrics_curves_weights_checkpoint_an
 
 
 def test_default_run_prints_one_table_row_per_epoch_then_the_run_directory(default_run):
-    lines = default_run.stdout.strip().splitlines()
+    lines = default_run.stdout.rstrip("\n").splitlines()
     epochs = default_run.summary["epochs"]
     assert lines[0].split()[:4] == ["epoch", "step", "lr", "train_loss"]
     assert [line.split()[0] for line in lines[1 : 1 + epochs]] == [
         f"{e}/{epochs}" for e in range(1, epochs + 1)
     ]
     assert len({len(line) for line in lines[: 1 + epochs]}) == 1  # fixed columns
-    assert lines[1 + epochs] == f"run directory: {default_run.dir}"
+    assert lines[1 + epochs] == f"run directory: runs/{default_run.dir.name}"  # where it went, from the cwd
     assert lines[2 + epochs].startswith("final: val top-1")
 
 
@@ -67,8 +67,6 @@ def test_saved_weights_carry_what_predict_needs_and_score_what_the_summary_says(
     held-out digits prepared from scikit-learn directly."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
-
-    from resnets.weights import read_safetensors
 
     _, meta = read_safetensors(default_run.dir / "model.safetensors")
     assert meta.classes == [str(i) for i in range(10)] and meta.extra["color"] == "L"
@@ -99,12 +97,16 @@ def test_eval_on_the_run_directory_agrees_with_the_training_summary(default_run,
 
 
 def test_resuming_a_finished_run_trains_nothing_and_keeps_its_weights(default_run, capsys):
-    before = (default_run.dir / "model.safetensors").read_bytes()
+    before = read_safetensors(default_run.dir / "model.safetensors")
     assert main(["train", "--resume", str(default_run.dir), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["epochs"] == default_run.summary["epochs"]
     assert summary["val_top1"] == default_run.summary["val_top1"]
-    assert (default_run.dir / "model.safetensors").read_bytes() == before
+    after = read_safetensors(default_run.dir / "model.safetensors")
+    assert after[1] == before[1]  # same metadata
+    assert (
+        all(torch.equal(after[0][k], before[0][k]) for k in before[0]) and after[0].keys() == before[0].keys()
+    )
 
 
 def test_eval_of_a_bare_weights_file_preprocesses_from_its_metadata(default_run, tmp_path, capsys):
