@@ -193,9 +193,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_config_flag(group: argparse._ArgumentGroup, f: Any) -> None:
+    from resnets.train.recipes import RECIPES
+
     flag = "--" + f.name.replace("_", "-")
     kind = str(f.type)
     default = f.default if not callable(getattr(f, "default_factory", None)) else f.default_factory()
+    default = RECIPES["default"].get(f.name, default)
     shown = (
         "none" if default is None else ",".join(map(str, default)) if isinstance(default, list) else default
     )

@@ -4,7 +4,6 @@ import json
 import math
 
 import pytest
-import tomllib
 
 from resnets.cli import main
 from resnets.train import resolve_recipe
@@ -102,6 +101,7 @@ def test_modern_recipe_has_cosine_warmup_smoothing_mixing_ema_and_no_decay_on_bn
 
 
 def test_command_line_overrides_any_field_and_prints_toml_or_json(capsys):
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     args = [
         "train",
         "--recipe",
@@ -124,6 +124,7 @@ def test_command_line_overrides_any_field_and_prints_toml_or_json(capsys):
 
 
 def test_a_printed_config_file_reproduces_the_config(tmp_path, capsys):
+    pytest.importorskip("tomllib")
     main(["train", "--recipe", "modern", "--model", "resnet32", "--print-config"])
     (tmp_path / "run.toml").write_text(capsys.readouterr().out)
     main(["train", "--recipe", "modern", "--model", "resnet32", "--print-config", "json"])

@@ -90,6 +90,19 @@ def test_an_image_folder_with_odd_modes_and_a_corrupt_jpeg_trains_and_names_the_
     assert meta_classes == ["circle", "square"]
 
 
+def test_ten_crop_evaluation_scores_folder_runs_at_the_end(tmp_path, capsys):
+    write_image_folder(tmp_path / "images")
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tmp_path / "images"), *TINY, "--input-size", "16", "--batch-size", "4"]
+    assert main([*args, "--workers", "0", "--eval-crops", "10", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["val_top1_10crop"] <= 1 and summary["val_top5_10crop"] == 1.0  # 2 classes
+    capsys.readouterr()
+    assert main(["eval", str(out), "--workers", "0", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["top1_10crop"] == summary["val_top1_10crop"] and report["top1"] == summary["val_top1"]
+
+
 @pytest.mark.parametrize(
     "setup, message",
     [
