@@ -13,9 +13,11 @@ import gc
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -350,9 +352,11 @@ def measure(
     on_step: Callable[[], None] | None = None,
     *,
     catch: bool = True,
+    log_errors: bool = False,
 ) -> PeerResult:
     """Build one peer, warm it up, time it, and record its peak memory. With `catch`, a failing
-    peer becomes a result with its error (the others still run)."""
+    peer becomes a result with its error (the others still run); `log_errors` also prints its
+    traceback to stderr."""
     result = PeerResult(name)
     _release(device)
     if device.type == "cuda":
@@ -372,6 +376,8 @@ def measure(
         except Exception as exc:
             if not catch:
                 raise
+            if log_errors:
+                traceback.print_exc(file=sys.stderr)
             result.error = _one_line(exc)
             return result
     result.ms_step = ms
