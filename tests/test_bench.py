@@ -71,9 +71,10 @@ def test_bench_inference_against_onnxruntime_prints_a_table_with_ratios(capsys):
 
 
 def test_models_torchvision_lacks_skip_its_peer_with_a_note(capsys):
-    code, out, _ = run(capsys, "--model", "resnet20", "--device", "cpu", "--no-compile", "--json", *TINY)
+    code, out, _ = run(capsys, "--model", "resnet20", "--device", "cpu", "--json", *TINY)
     data = json.loads(out)
     assert code == 0 and [r["name"] for r in data["results"]] == ["ours"]
+    assert data["fast_config"]["compile"] is False  # CPU training is not compiled by default
     assert any("torchvision has no 'resnet20'" in n for n in data["notes"])
     assert not any(k.startswith("ratio_vs_") for k in data)
 

@@ -55,7 +55,9 @@ class BenchSettings:
     warmup: int = 10
     repeats: int = 5
     compare: tuple[str, ...] = ("torchvision",)
-    compile: bool = True
+    # None: compile where it pays for a benchmark run: on CUDA, and for CPU inference
+    # (compiling CPU training takes minutes and is not measured to pay off).
+    compile: bool | None = None
     compile_mode: str | None = None
     cuda_graph: bool = True
     checkpoint_activations: bool = False
@@ -255,12 +257,15 @@ Step = Callable[[], Any]
 def build_ours(settings: BenchSettings, x: torch.Tensor, y: torch.Tensor) -> tuple[Step, dict[str, Any]]:
     device = x.device
     model = _our_model(settings)
+    compile = settings.compile
+    if compile is None:
+        compile = device.type == "cuda" or settings.mode == "infer"
     fast = optimize(
         model,
         mode=settings.mode,
         device=device,
         precision=settings.precision,
-        compile=settings.compile,
+        compile=compile,
         compile_mode=settings.compile_mode,
         channels_last=settings.channels_last,
         checkpoint_activations=settings.checkpoint_activations,

@@ -177,7 +177,11 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
         help="torch.compile mode for our model (default: optimize's choice per device and mode)",
     )
-    p.add_argument("--no-compile", action="store_true", help="run our model without torch.compile")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile our model (default: on for CUDA and for CPU inference; compile time is reported apart)",
+    )
     p.add_argument(
         "--no-cuda-graph", action="store_true", help="do not capture our training step as a CUDA graph"
     )
@@ -210,7 +214,7 @@ def run_bench(args: argparse.Namespace) -> int:
         steps=args.steps,
         warmup=args.warmup,
         repeats=args.repeats,
-        compile=not args.no_compile,
+        compile=args.compile,
         compile_mode=args.compile_mode,
         cuda_graph=not args.no_cuda_graph,
         checkpoint_activations=args.checkpoint_activations,
