@@ -237,3 +237,14 @@ def test_fuse_bn_is_what_optimize_uses(resnet20):
     x, _ = batch()
     fast = optimize(resnet20, mode="infer", device="cpu", channels_last=False)
     torch.testing.assert_close(fast(x), fuse_bn(resnet20)(x), rtol=0, atol=0)
+
+
+def test_fp16_train_step_uses_a_grad_scaler_and_updates_the_weights():
+    torch.manual_seed(0)
+    model = create_model("basic:1-1-1:4-8-16")
+    before = [p.detach().clone() for p in model.parameters()]
+    fast = optimize(model, mode="train", device="cpu", precision="fp16")
+    step = make_train_step(fast, make_optimizer(fast.parameters()), precision="fp16")
+    x, y = batch()
+    assert torch.isfinite(step(x, y))
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))

@@ -266,9 +266,9 @@ def make_train_step(
     shapes: the last, smaller batch of an epoch must be dropped or padded. fp16 needs a
     GradScaler, whose overflow check syncs with the CPU, so fp16 steps are never captured.
     """
-    scaler = torch.amp.GradScaler() if precision == "fp16" else None
-    step = _eager_step(model, optimizer, loss_fn, scaler)
     device = next(model.parameters()).device
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    step = _eager_step(model, optimizer, loss_fn, scaler)
     if cuda_graph is None:
         cuda_graph = device.type == "cuda" and scaler is None
     if not cuda_graph:
