@@ -75,7 +75,11 @@ def build_candidates(
         compiled = optimize(ours, "infer", "cpu", compile=True, freeze=False)
         add("+ torch.compile (inductor)", lambda: compiled(x_cl), compiled=True)
         torch._dynamo.reset()
-        frozen = torch.compile(fuse_bn(ours).to(memory_format=torch.channels_last))
+        # freezing in the options too: it makes this a different backend for dynamo, whose cache
+        # would otherwise hand back the unfrozen graph compiled above for the same architecture.
+        frozen = torch.compile(
+            fuse_bn(ours).to(memory_format=torch.channels_last), options={"freezing": True}
+        )
 
         def frozen_call() -> torch.Tensor:
             with torch._inductor.config.patch(freezing=True):

@@ -177,7 +177,6 @@ def test_compiled_cpu_inference_with_freezing_matches_eager():
     fast = optimize(model, mode="infer", device="cpu", compile=True)
     assert fast.config.freeze and fast.config.compile_mode == "default"
     torch.testing.assert_close(fast(x), expected, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(fast(x[:1]), expected[:1], rtol=1e-4, atol=1e-4)  # a new shape recompiles
     torch._dynamo.reset()
 
 

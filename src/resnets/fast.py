@@ -199,6 +199,8 @@ def inductor_options(config: FastConfig) -> dict[str, Any]:
     """
     options = dict(torch._inductor.list_mode_options(config.compile_mode or "default"))
     if config.freeze:
+        # Dynamo reads the global flag (see _freezing); here it makes the backend differ from an
+        # unfrozen compile, so dynamo's cache never hands a frozen model an unfrozen graph.
         options["freezing"] = True
         if config.device == "cpu":
             options["cpp_wrapper"] = True
