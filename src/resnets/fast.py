@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -139,8 +139,9 @@ def optimize(
 
     Defaults, per device (None means "choose"):
       channels_last  on (NHWC kernels for cuDNN and oneDNN)
-      compile        on for CUDA; off for CPU, where compiling ResNet-50 takes ~20-40 s, which a
-                     one-off predict never earns back; pass compile=True for serving and bench
+      compile        on for CUDA (or when a compile_mode is given); off for CPU, where compiling
+                     ResNet-50 takes ~20-40 s, which a one-off predict never earns back; pass
+                     compile=True for serving and benchmarks
       compile_mode   'reduce-overhead' (CUDA graphs) for CUDA inference; 'default' for training,
                      where `make_train_step` captures the whole step as one CUDA graph instead
       fuse_bn, freeze  on for inference
@@ -162,14 +163,14 @@ def optimize(
         precision=precision,
         channels_last=True if channels_last is None else channels_last,
         fuse_bn=infer if fuse_bn is None else fuse_bn,
-        compile=(dev.type == "cuda") if compile is None else compile,
+        compile=(dev.type == "cuda" or compile_mode is not None) if compile is None else compile,
         compile_mode=None,
         freeze=False,
         checkpoint_activations=checkpoint_activations,
     )
     if config.compile:
         default_mode = "reduce-overhead" if infer and dev.type == "cuda" else "default"
-        config = _replace(
+        config = replace(
             config, compile_mode=compile_mode or default_mode, freeze=infer if freeze is None else freeze
         )
 
@@ -205,10 +206,6 @@ def inductor_options(config: FastConfig) -> dict[str, Any]:
         if config.device == "cpu":
             options["cpp_wrapper"] = True
     return options
-
-
-def _replace(config: FastConfig, **changes: Any) -> FastConfig:
-    return FastConfig(**{**config.to_dict(), **changes})
 
 
 # --- training --------------------------------------------------------------------------------
