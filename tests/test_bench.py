@@ -48,7 +48,7 @@ def test_bench_json_reports_ours_and_the_ratio_to_torchvision(capsys):
     assert data["environment"]["torch"] == torch.__version__
 
 
-def test_bench_inference_against_onnxruntime_prints_a_table_with_ratios(capsys):
+def test_bench_inference_against_onnxruntime_keeps_stdout_pure_json(capsys):
     pytest.importorskip("onnxruntime")
     code, out, _ = run(
         capsys,
@@ -61,13 +61,24 @@ def test_bench_inference_against_onnxruntime_prints_a_table_with_ratios(capsys):
         "--no-compile",
         "--compare",
         "torchvision,onnxruntime",
+        "--json",
         *TINY,
     )
     assert code == 0
+    data = json.loads(out)  # the ONNX exporter's progress lines must not leak into stdout
+    assert [r["name"] for r in data["results"]] == ["ours", "torchvision", "onnxruntime"]
+    assert not any(r["error"] for r in data["results"])
+    assert data["ratio_vs_onnxruntime"] > 0 and data["ratio_vs_torchvision"] > 0
+    assert data["fast_config"]["fuse_bn"] and data["fast_config"]["mode"] == "infer"
+
+
+def test_bench_table_shows_throughput_memory_and_ratios(capsys):
+    code, out, _ = run(capsys, "--model", "resnet18", "--device", "cpu", "--compare", "torchvision", *TINY)
+    assert code == 0
     rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
-    assert {"ours", "torchvision", "onnxruntime"} <= set(rows)
-    assert rows["onnxruntime"].rstrip().endswith("x") and "failed" not in out
-    assert "img/s" in out and "peak memory" in out
+    assert {"ours", "torchvision"} <= set(rows)
+    assert rows["torchvision"].rstrip().endswith("x") and "failed" not in out
+    assert "img/s" in out and "peak memory: process RSS" in out
 
 
 def test_models_torchvision_lacks_skip_its_peer_with_a_note(capsys):

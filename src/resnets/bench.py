@@ -9,7 +9,9 @@ chunk is reported, so a hiccup of the machine does not become the result.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import os
 import platform
 import statistics
@@ -259,7 +261,7 @@ def build_ours(settings: BenchSettings, x: torch.Tensor, y: torch.Tensor) -> tup
     model = _our_model(settings)
     compile = settings.compile
     if compile is None:
-        compile = device.type == "cuda" or settings.mode == "infer"
+        compile = device.type == "cuda" or settings.mode == "infer" or settings.compile_mode is not None
     fast = optimize(
         model,
         mode=settings.mode,
@@ -326,10 +328,11 @@ def build_onnxruntime(settings: BenchSettings, x: torch.Tensor, workdir: str) ->
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str) -> None:
     """torch.onnx's maintained (dynamo) exporter; the TorchScript one where onnxscript is missing."""
-    try:
-        torch.onnx.export(model, (example,), path, dynamo=True, external_data=False)
-    except ImportError:
-        torch.onnx.export(model, (example,), path, dynamo=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress to stdout
+        try:
+            torch.onnx.export(model, (example,), path, dynamo=True, external_data=False, verbose=False)
+        except ImportError:
+            torch.onnx.export(model, (example,), path, dynamo=False)
 
 
 def torchvision_has(name: str) -> bool:
