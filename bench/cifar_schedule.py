@@ -186,7 +186,8 @@ def eager_steps(name: str, batches: Any, steps: int, warmup: int, device: torch.
 
     def step() -> None:
         x, y = next(it)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        # .contiguous(): plain NCHW, as a DataLoader delivers it (GPU-augmented batches are NHWC).
+        x, y = x.to(device, non_blocking=True).contiguous(), y.to(device, non_blocking=True)
         optimizer.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
