@@ -1,5 +1,6 @@
 """resnets: the ResNet family of He et al. 2015, exact, fast and safe to run."""
 
+from resnets.fast import optimize
 from resnets.fuse import fuse_bn
 from resnets.models import ResNet, ResNetSpec, create_model, list_models
 from resnets.summary import summary
@@ -14,6 +15,7 @@ __all__ = [
     "fuse_bn",
     "list_models",
     "load_weights",
+    "optimize",
     "save_weights",
     "summary",
 ]

@@ -11,7 +11,7 @@ from resnets.errors import SpecError
 def test_every_model_runs_forward_and_backward_with_a_gradient_on_every_parameter(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=7)
-    size = model.min_input_size * 2
+    size = model.min_input_size
     x = torch.randn(2, 3, size, size)
     out = model(x)
     assert out.shape == (2, 7)

@@ -6,8 +6,12 @@ ResNet-D stem) load unchanged; every variant is a field of the spec, not another
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from resnets.errors import InputError
 from resnets.models.blocks import block_class, make_shortcut
@@ -37,6 +41,8 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, spec.num_classes)
         self.num_features = in_channels
+        # Off by default; `set_grad_checkpointing` (or resnets.optimize) turns it on.
+        self.grad_checkpointing = False
         _init_weights(self)
 
     @staticmethod
@@ -70,8 +76,17 @@ class ResNet(nn.Module):
         """Smaller inputs reach the last stages as 1x1 maps that no longer downsample."""
         return self.spec.total_stride
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Keep only each block's input for backward and recompute the rest: activation memory
+        drops to about one tensor per block, for about one extra forward pass of compute."""
+        self.grad_checkpointing = enable
+
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise InputError for tensors this network cannot mean to receive."""
+        """Raise InputError for tensors this network cannot mean to receive.
+
+        Under torch.compile these checks cost nothing: they read only static shape facts, so
+        dynamo evaluates them while tracing and adds no graph break (tests/test_fast.py proves it).
+        """
         c = self.spec.in_channels
         if x.dim() != 4:
             raise InputError(
@@ -92,8 +107,9 @@ class ResNet(nn.Module):
         """The last feature map, before pooling: what detection and feature extraction use."""
         self.check_input(x)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        checkpointed = self.grad_checkpointing and torch.is_grad_enabled()
         for stage in self.stages:
-            x = stage(x)
+            x = _checkpointed_blocks(stage, x) if checkpointed else stage(x)
         if self.final_bn is not None:
             x = torch.relu(self.final_bn(x))
         return x
@@ -104,6 +120,36 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def _checkpointed_blocks(stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    for block in stage:
+        if torch.compiler.is_compiling():
+            # AOTAutograd applies BN's running-statistics updates once, whatever it recomputes.
+            x = checkpoint(block, x, use_reentrant=False)
+        else:
+            x = checkpoint(
+                block, x, use_reentrant=False, context_fn=lambda b=block: (nullcontext(), _kept_bn_stats(b))
+            )
+    return x
+
+
+@contextmanager
+def _kept_bn_stats(module: nn.Module) -> Iterator[None]:
+    """Recomputing a block in backward must not count its batch twice in BN's running statistics."""
+    with torch.no_grad():
+        saved = [
+            (buf, buf.clone())
+            for bn in module.modules()
+            if isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.training and bn.track_running_stats
+            for buf in (bn.running_mean, bn.running_var, bn.num_batches_tracked)
+        ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
 
 
 def _stem(spec: ResNetSpec) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:

@@ -1,0 +1,135 @@
+"""`resnets bench` smoke runs: tiny models, a few steps, the documented keys. Not a speed test."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from resnets.bench import BenchSettings, time_steps
+from resnets.cli import main
+
+TINY = ["--input-size", "32", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--repeats", "1"]
+
+
+def run(capsys, *args):
+    try:
+        code = main(["bench", *args])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_bench_json_reports_ours_and_the_ratio_to_torchvision(capsys):
+    code, out, _ = run(
+        capsys,
+        "--model",
+        "resnet18",
+        "--device",
+        "cpu",
+        "--no-compile",
+        "--compare",
+        "torchvision",
+        "--json",
+        *TINY,
+    )
+    assert code == 0
+    data = json.loads(out)
+    names = [r["name"] for r in data["results"]]
+    assert names == ["ours", "torchvision"]
+    ours, peer = data["results"]
+    assert data["ours_img_s"] == ours["img_s"] > 0
+    assert data["ratio_vs_torchvision"] == pytest.approx(ours["img_s"] / peer["img_s"])
+    assert ours["ms_step"] == pytest.approx(2 * 1000 / ours["img_s"])  # batch 2
+    assert ours["mem_kind"] == "rss_peak_delta" and ours["peak_mem_mb"] is not None
+    assert data["fast_config"]["mode"] == "train" and data["fast_config"]["optimizer"] == "SGD(fused=True)"
+    assert data["environment"]["torch"] == torch.__version__
+
+
+def test_bench_inference_against_onnxruntime_keeps_stdout_pure_json(capsys):
+    pytest.importorskip("onnxruntime")
+    code, out, _ = run(
+        capsys,
+        "--model",
+        "resnet18",
+        "--mode",
+        "infer",
+        "--device",
+        "cpu",
+        "--no-compile",
+        "--compare",
+        "torchvision,onnxruntime",
+        "--json",
+        *TINY,
+    )
+    assert code == 0
+    data = json.loads(out)  # the ONNX exporter's progress lines must not leak into stdout
+    assert [r["name"] for r in data["results"]] == ["ours", "torchvision", "onnxruntime"]
+    assert not any(r["error"] for r in data["results"])
+    assert data["ratio_vs_onnxruntime"] > 0 and data["ratio_vs_torchvision"] > 0
+    assert data["fast_config"]["fuse_bn"] and data["fast_config"]["mode"] == "infer"
+
+
+def test_bench_table_shows_throughput_memory_and_ratios(capsys):
+    code, out, _ = run(capsys, "--model", "resnet18", "--device", "cpu", "--compare", "torchvision", *TINY)
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    assert {"ours", "torchvision"} <= set(rows)
+    assert rows["torchvision"].rstrip().endswith("x") and "failed" not in out
+    assert "img/s" in out and "peak memory: process RSS" in out
+
+
+def test_models_torchvision_lacks_skip_its_peer_with_a_note(capsys):
+    code, out, _ = run(capsys, "--model", "resnet20", "--device", "cpu", "--json", *TINY)
+    data = json.loads(out)
+    assert code == 0 and [r["name"] for r in data["results"]] == ["ours"]
+    assert data["fast_config"]["compile"] is False  # CPU training is not compiled by default
+    assert any("torchvision has no 'resnet20'" in n for n in data["notes"])
+    assert not any(k.startswith("ratio_vs_") for k in data)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "resnet5O"], "unknown model 'resnet5O'"),
+        (["--compare", "timm"], "unknown peer 'timm'"),
+        (["--input-size", "8", "--model", "resnet18"], "too small"),
+        (["--batch-size", "0"], "at least 1"),
+    ],
+)
+def test_user_errors_are_one_line(capsys, args, message):
+    code, out, err = run(capsys, "--device", "cpu", "--no-compile", "--steps", "1", *args)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, _, err = run(capsys, "--device", "cuda", "--steps", "1")
+    assert code == 2 and "CUDA is not available" in err
+
+
+def test_warmup_steps_run_but_are_not_timed():
+    calls = []
+    ms, first = time_steps(lambda: calls.append(1), steps=6, warmup=4, repeats=3, device=torch.device("cpu"))
+    assert len(calls) == 4 + 6 and ms >= 0 and first >= 0
+
+
+def test_settings_default_to_the_issues_setting():
+    s = BenchSettings()
+    assert (s.model, s.steps, s.warmup) == ("resnet50", 30, 10)
+
+
+def test_bench_runs_as_a_real_command():
+    proc = subprocess.run(
+        [sys.executable, "-m", "resnets", "bench", "--model", "basic:1-1-1:4-8-16", "--device", "cpu"]
+        + ["--no-compile", "--json", *TINY],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["ours_img_s"] > 0
