@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/resnets summary resnet50 --explain
+	$(BIN)/resnets train
 
 test: setup
 	$(BIN)/python -m pytest -q

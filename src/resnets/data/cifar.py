@@ -1,0 +1,168 @@
+"""CIFAR-10 / CIFAR-100 from their python folders, read without trusting pickle.
+
+The "python version" of CIFAR is a set of pickles: dicts of strings, ints, lists and one numpy
+uint8 array each. `SafeUnpickler` rebuilds exactly those types: it admits the numpy globals an
+array's pickle names (`_reconstruct`, `ndarray`, `dtype`) and refuses every other global, so a
+tampered file cannot run code. `--download` fetches the archive through torchvision's
+downloader (checksum verified) and reads it the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from resnets.data.datasets import ImageData, Split, channel_stats, split_indices, subset
+from resnets.errors import DataError
+
+# name -> (its folder inside data_dir, the torchvision dataset class that knows its URL and checksum)
+NAMED = {
+    "cifar10": ("cifar-10-batches-py", "CIFAR10"),
+    "cifar100": ("cifar-100-python", "CIFAR100"),
+}
+# Each layout: training files, test file, meta file, label key, class-names key.
+CIFAR10_FILES = (
+    [f"data_batch_{i}" for i in range(1, 6)],
+    "test_batch",
+    "batches.meta",
+    "labels",
+    "label_names",
+)
+CIFAR100_FILES = (["train"], "test", "meta", "fine_labels", "fine_label_names")
+
+# The only globals a CIFAR pickle names: numpy's array reconstructor (under its numpy 1 and numpy 2
+# module paths), the array type and the dtype. Anything else is refused.
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that builds dicts, lists, strings, numbers and numpy arrays, and nothing else."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refused global '{module}.{name}' (not part of the CIFAR format)"
+            ) from None
+
+
+def safe_load(path: Path) -> Any:
+    """Unpickle a CIFAR batch file with `SafeUnpickler` (latin1 maps Python 2 strings to str)."""
+    try:
+        data = path.read_bytes()
+        return SafeUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise DataError(f"{path}: not a readable CIFAR batch ({exc})") from None
+
+
+def find_cifar_root(path: Path) -> Path | None:
+    """`path` itself or its cifar-10-batches-py / cifar-100-python child, if it holds CIFAR files."""
+    for candidate in (path, path / "cifar-10-batches-py", path / "cifar-100-python"):
+        if _layout(candidate) is not None:
+            return candidate
+    return None
+
+
+def _layout(root: Path) -> tuple | None:
+    for layout in (CIFAR10_FILES, CIFAR100_FILES):
+        train, test, meta = layout[0], layout[1], layout[2]
+        if root.is_dir() and all((root / f).is_file() for f in [*train, test, meta]):
+            return layout
+    return None
+
+
+def named_root(name: str, data_dir: str | Path, download: bool) -> Path:
+    """Where cifar10/cifar100 live under `data_dir`, downloading them first if asked."""
+    folder, tv_class = NAMED[name]
+    root = Path(data_dir).expanduser() / folder
+    if find_cifar_root(root) is None:
+        if not download:
+            raise DataError(
+                f"{name} not found in {root}; pass --download to fetch it, or --data PATH to the folder"
+            )
+        _download(tv_class, Path(data_dir).expanduser())
+    return root
+
+
+def _download(tv_class: str, data_dir: Path) -> None:
+    """Fetch and unpack the archive with torchvision's checksummed downloader (never its unpickling)."""
+    import torchvision.datasets as tvd
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    spec = getattr(tvd, tv_class)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    download_and_extract_archive(spec.url, str(data_dir), filename=spec.filename, md5=spec.tgz_md5)
+
+
+def load_cifar(
+    root: Path | None, *, input_size: int | None = None, val_split: float | None = None, split_seed: int = 0
+) -> ImageData:
+    """CIFAR's training batches as the training split; the test batch as validation, unless
+    `val_split` holds out part of the training data instead (the paper's 45k/5k, sec. 4.2)."""
+    layout = _layout(root) if root is not None else None
+    if layout is None:
+        raise DataError(f"{root}: not a CIFAR-10 or CIFAR-100 python folder")
+    train_files, test_file, meta_file, label_key, names_key = layout
+    train = _concat([_read_batch(root / f, label_key) for f in train_files])
+    test = _read_batch(root / test_file, label_key)
+    meta = safe_load(root / meta_file)
+    classes = _class_names(meta, names_key, root / meta_file)
+    for split in (train, test):
+        if int(split.labels.max()) >= len(classes) or int(split.labels.min()) < 0:
+            raise DataError(f"{root}: labels outside the {len(classes)} classes of {meta_file}")
+    if val_split:
+        train_idx, val_idx = split_indices(train.labels, val_split, split_seed)
+        train, test = subset(train, train_idx), subset(train, val_idx)
+    size = input_size or 32
+    if size != 32:
+        from torchvision.transforms.v2 import functional as TF
+
+        train.images = TF.resize(train.images, [size, size], antialias=True)
+        test.images = TF.resize(test.images, [size, size], antialias=True)
+    mean, std = channel_stats(train.images)
+    return ImageData(
+        name="cifar10" if len(classes) == 10 else "cifar100",
+        classes=classes,
+        train=train,
+        val=test,
+        mean=mean,
+        std=std,
+        input_size=size,
+        notes={"color": "RGB", "source": str(root)},
+    )
+
+
+def _read_batch(path: Path, label_key: str) -> Split:
+    batch = safe_load(path)
+    if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
+        raise DataError(f"{path}: expected a dict with 'data' and '{label_key}'")
+    data, labels = batch["data"], batch[label_key]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
+    if len(labels) != data.shape[0]:
+        raise DataError(f"{path}: {data.shape[0]} images but {len(labels)} labels")
+    images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+    return Split(labels=torch.as_tensor(list(labels), dtype=torch.int64), images=images)
+
+
+def _concat(splits: list[Split]) -> Split:
+    return Split(labels=torch.cat([s.labels for s in splits]), images=torch.cat([s.images for s in splits]))
+
+
+def _class_names(meta: Any, key: str, path: Path) -> list[str]:
+    names = meta.get(key) if isinstance(meta, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError(f"{path}: expected a list of class names under '{key}'")
+    return names

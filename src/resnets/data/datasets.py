@@ -1,0 +1,143 @@
+"""What every data source produces: `ImageData`, two splits plus what the model needs to know.
+
+Small datasets (digits, synthetic, CIFAR) arrive as uint8 tensors that stay in memory (and on
+the GPU when training there); folders arrive as lists of files decoded on the fly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from resnets.errors import DataError
+
+
+@dataclass
+class Split:
+    """One split: uint8 `images` (N, C, H, W) with `labels`, or image `files` with `labels`."""
+
+    labels: torch.Tensor
+    images: torch.Tensor | None = None
+    files: list[str] | None = None
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def in_memory(self) -> bool:
+        return self.images is not None
+
+
+@dataclass
+class ImageData:
+    """A dataset ready to train on: splits, class names and the preprocessing that goes with them.
+
+    `input_size` is the training resolution; `resize_size` (folders only) is the shorter side an
+    evaluation image is resized to before the centre crop. `mean`/`std` are per channel, on the
+    0..1 scale, measured on the training split unless the dataset has published ones.
+    """
+
+    name: str
+    classes: list[str]
+    train: Split
+    val: Split
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: int
+    in_channels: int = 3
+    resize_size: int | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W), on the 0..1 scale."""
+    x = images.to(torch.float64).div_(255).transpose(0, 1).reshape(images.shape[1], -1)
+    return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-3).tolist())
+
+
+def split_indices(labels: torch.Tensor, val: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, stratified train/val split: `val` is a fraction (< 1) or a count of held-out images.
+
+    Stratified so every class keeps its share in both parts; `seed` fixes it across runs, so a
+    run, its resume and a later `resnets eval` all see the same held-out images.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n = int(labels.shape[0])
+    size = float(val) if val < 1 else int(val)
+    if size <= 0 or (isinstance(size, int) and size >= n):
+        raise DataError(f"validation split {val} leaves no images to train on (dataset has {n})")
+    index = torch.arange(n).numpy()
+    counts = torch.bincount(labels)
+    stratify = labels.numpy() if counts[counts > 0].min() >= 2 else None
+    try:
+        train, held = train_test_split(index, test_size=size, stratify=stratify, random_state=seed)
+    except ValueError as exc:
+        raise DataError(f"cannot hold out {val} of {n} images for validation: {exc}") from None
+    return torch.as_tensor(sorted(train)), torch.as_tensor(sorted(held))
+
+
+def subset(split: Split, index: torch.Tensor) -> Split:
+    files = [split.files[i] for i in index.tolist()] if split.files is not None else None
+    images = split.images[index] if split.images is not None else None
+    return Split(labels=split.labels[index], images=images, files=files)
+
+
+def load_data(
+    name: str,
+    *,
+    input_size: int | None = None,
+    val_split: float | None = None,
+    split_seed: int = 0,
+    data_dir: str | Path = "data",
+    download: bool = False,
+    synthetic_count: int = 512,
+    synthetic_classes: int = 10,
+    default_size: int = 224,
+) -> ImageData:
+    """The dataset `name`: 'digits', 'synthetic', 'cifar10', 'cifar100', or a path to a CIFAR
+    python folder or an ImageFolder root.
+
+    `val_split` holds out part of the training data (fraction or count); without it the dataset's
+    own test/val part is the validation split (digits, which has none, holds out 20%).
+    `default_size` is the resolution folders get when `input_size` is not given (the model's).
+    """
+    from resnets.data import cifar, digits, folder, synthetic
+
+    if name == "digits":
+        return digits.load_digits_data(input_size=input_size, val_split=val_split, split_seed=split_seed)
+    if name == "synthetic":
+        return synthetic.load_synthetic(
+            count=synthetic_count,
+            classes=synthetic_classes,
+            input_size=input_size or 32,
+            val_split=val_split,
+            split_seed=split_seed,
+        )
+    if name in cifar.NAMED:
+        root = cifar.named_root(name, data_dir, download)
+        return cifar.load_cifar(root, input_size=input_size, val_split=val_split, split_seed=split_seed)
+    if name == "imagenet":
+        raise DataError(
+            "ImageNet cannot be downloaded for you; pass --data PATH to its ImageFolder root "
+            "(train/<class>/*.JPEG and val/<class>/*.JPEG)"
+        )
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"no dataset {name!r}: use 'digits', 'synthetic', 'cifar10', 'cifar100', or a path to a "
+            "CIFAR python folder or an ImageFolder root"
+        )
+    if cifar.find_cifar_root(path) is not None:
+        return cifar.load_cifar(
+            cifar.find_cifar_root(path), input_size=input_size, val_split=val_split, split_seed=split_seed
+        )
+    return folder.load_folder(
+        path, input_size=input_size or default_size, val_split=val_split, split_seed=split_seed
+    )

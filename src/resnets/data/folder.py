@@ -1,0 +1,170 @@
+"""ImageFolder datasets: ROOT/train/<class>/*.jpg and ROOT/val/<class>/*.jpg, or one folder split.
+
+Problems a user can fix are found before training starts, with the path in the message: no
+class folders, an empty class, a hidden folder (`.ipynb_checkpoints`) that would silently become
+a class. Images that fail to decode during training are skipped and reported by name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from resnets.data.datasets import ImageData, Split, split_indices, subset
+from resnets.errors import DataError
+
+VAL_NAMES = ("val", "validation", "test")
+STATS_SAMPLE = 256
+
+
+def find_classes(root: Path) -> list[str]:
+    """Sorted class folder names of `root`; a hidden folder or none at all is an error."""
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    hidden = [f for f in folders if f.startswith(".")]
+    if hidden:
+        raise DataError(
+            f"{root}: hidden folder(s) {', '.join(hidden)} would become classes; move them out of the dataset"
+        )
+    if not folders:
+        raise DataError(f"{root}: no class folders (expected {root}/<class name>/<images>)")
+    return folders
+
+
+def list_images(root: Path, classes: list[str]) -> tuple[list[str], list[int]]:
+    """Every image file under each class folder (recursively, hidden files and folders skipped)."""
+    files: list[str] = []
+    labels: list[int] = []
+    for index, name in enumerate(classes):
+        found = []
+        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            found.extend(
+                os.path.join(dirpath, f)
+                for f in sorted(filenames)
+                if not f.startswith(".") and f.lower().endswith(IMG_EXTENSIONS)
+            )
+        if not found:
+            raise DataError(
+                f"{root / name}: class '{name}' has no images ({', '.join(IMG_EXTENSIONS[:4])}, ...)"
+            )
+        files.extend(found)
+        labels.extend([index] * len(found))
+    return files, labels
+
+
+def load_folder(
+    root: Path, *, input_size: int, val_split: float | None = None, split_seed: int = 0
+) -> ImageData:
+    """An ImageFolder root with train/ and val/ (val/ may lack classes, never add them), or one
+    folder of class folders split by `val_split`."""
+    train_root = root / "train" if (root / "train").is_dir() else root
+    val_root = (
+        next((root / n for n in VAL_NAMES if (root / n).is_dir()), None) if train_root != root else None
+    )
+    classes = find_classes(train_root)
+    files, labels = list_images(train_root, classes)
+    train = Split(labels=torch.as_tensor(labels), files=files)
+    if val_split:
+        train_idx, val_idx = split_indices(train.labels, val_split, split_seed)
+        train, val = subset(train, train_idx), subset(train, val_idx)
+    elif val_root is not None:
+        val_classes = find_classes(val_root)
+        extra = sorted(set(val_classes) - set(classes))
+        if extra:
+            raise DataError(f"{val_root}: class(es) {', '.join(extra)} are not in {train_root}")
+        val_files, val_labels = list_images(val_root, val_classes)
+        remap = [classes.index(c) for c in val_classes]
+        val = Split(labels=torch.as_tensor([remap[i] for i in val_labels]), files=val_files)
+    else:
+        raise DataError(
+            f"{root}: no validation data; add {root}/val/<class>/... next to train/, or pass --val-split 0.1"
+        )
+    resize = int(round(input_size / 0.875))
+    mean, std = estimate_stats(train.files, input_size, resize)
+    return ImageData(
+        name=root.resolve().name,
+        classes=classes,
+        train=train,
+        val=val,
+        mean=mean,
+        std=std,
+        input_size=input_size,
+        resize_size=resize,
+        notes={"color": "RGB", "source": str(root)},
+    )
+
+
+def open_rgb(path: str) -> Image.Image:
+    """Decode an image file fully and convert it to 8-bit RGB.
+
+    Grayscale, palette, CMYK and YCbCr convert as PIL defines; alpha is dropped; 16- and 32-bit
+    grayscale is rescaled to 8 bits (PIL's own conversion would clip it to white). Raises
+    OSError/ValueError for unreadable or truncated files.
+    """
+    with Image.open(path) as img:
+        img.load()
+        return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        array = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode != "F" and array.max() > 255 else 255.0
+        if img.mode == "F":
+            peak = max(1.0, float(array.max()))
+        gray = np.clip(array * (255.0 / peak), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if img.mode in ("P", "PA"):
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def estimate_stats(files: list[str], size: int, resize: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std of up to STATS_SAMPLE training images (a fixed sample), as evaluated."""
+    from resnets.data.transforms import folder_eval_transform
+
+    transform = folder_eval_transform(size, resize, mean=None, std=None)
+    pick = np.random.default_rng(0).permutation(len(files))[:STATS_SAMPLE]
+    batch = []
+    for i in sorted(pick.tolist()):
+        try:
+            batch.append(transform(open_rgb(files[i])))
+        except (OSError, ValueError, SyntaxError):
+            continue
+    if not batch:
+        raise DataError(f"none of {len(pick)} sampled training images could be read (e.g. {files[0]})")
+    x = torch.stack(batch).transpose(0, 1).reshape(3, -1).double()
+    return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-3).tolist())
+
+
+class FolderDataset(torch.utils.data.Dataset):
+    """Decodes one file per item; an unreadable file yields (None, label, path) to be skipped."""
+
+    def __init__(self, files: list[str], labels: torch.Tensor, transform) -> None:
+        self.files, self.labels, self.transform = files, labels.tolist(), transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.transform(open_rgb(self.files[i])), self.labels[i], None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return None, self.labels[i], self.files[i]
+
+
+def collate_skipping(items):
+    """Stack the readable images; return the unreadable ones' paths alongside."""
+    good = [(x, y) for x, y, bad in items if bad is None]
+    skipped = [bad for _, _, bad in items if bad is not None]
+    if not good:
+        return torch.empty(0), torch.empty(0, dtype=torch.int64), skipped
+    images = torch.stack([x for x, _ in good])
+    return images, torch.as_tensor([y for _, y in good]), skipped

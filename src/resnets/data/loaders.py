@@ -1,0 +1,215 @@
+"""Batches for training and evaluation, reproducible from (seed, epoch).
+
+`TensorLoader` keeps an in-memory dataset as uint8 tensors on the training device (CPU or
+GPU) and builds each batch by indexing with a permutation and augmenting the batch as a whole:
+no worker processes to start, no host round trip on a GPU. `FolderLoader` decodes files in
+DataLoader workers. Both shard an epoch's order by (rank, world_size), so a data-parallel run
+only has to pass its rank.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from resnets.data.datasets import ImageData, Split
+from resnets.data.transforms import (
+    check_tensor_augment,
+    crop_flip,
+    folder_eval_transform,
+    folder_train_transform,
+    normalize,
+    sample_crop_flip,
+)
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A CPU generator fixed by (seed, epoch): the same data order and augmentation for an epoch
+    whether it runs first, after a resume, or on another device."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """This rank's share of an epoch's order (every rank gets the same number of items)."""
+    if world_size == 1:
+        return order
+    usable = len(order) - len(order) % world_size
+    return order[:usable][rank::world_size]
+
+
+class TensorLoader:
+    """Batches of an in-memory split, normalised and (for training) augmented on `device`."""
+
+    def __init__(
+        self,
+        split: Split,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        batch_size: int,
+        train: bool,
+        seed: int = 0,
+        augment: str = "none",
+        pad: int = 0,
+        flip: bool = False,
+        device: torch.device | str = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if train:
+            check_tensor_augment(augment)
+        assert split.images is not None
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.batch_size, self.train, self.seed = batch_size, train, seed
+        self.pad = pad if train and augment == "pad-crop" else 0
+        self.flip = flip and train
+        self.rank, self.world_size = rank, world_size
+        self.skipped: list[str] = []
+
+    @property
+    def num_items(self) -> int:
+        return len(shard(torch.arange(len(self.labels)), self.rank, self.world_size))
+
+    def __len__(self) -> int:
+        n = self.num_items
+        if self.train:  # full batches only: steady BN statistics and fixed shapes for compile
+            return max(1, n // self.batch_size)
+        return -(-n // self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        gen = epoch_generator(self.seed, epoch)
+        n = len(self.labels)
+        order = torch.randperm(n, generator=gen) if self.train else torch.arange(n)
+        order = shard(order, self.rank, self.world_size)
+        size = min(self.batch_size, len(order))
+        for b in range(len(self)):
+            index = order[b * size : (b + 1) * size].to(self.images.device, non_blocking=True)
+            x = normalize(self.images[index], self.mean, self.std)
+            if self.pad or self.flip:
+                top, left, flips = sample_crop_flip(len(index), self.pad, self.flip, gen)
+                x = crop_flip(x, top, left, flips, self.pad)
+            yield x, self.labels[index]
+
+
+class FolderLoader:
+    """Batches of an image-file split, decoded and augmented in `workers` DataLoader processes.
+
+    Unreadable files are skipped; their paths collect in `skipped` during each epoch.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        transform,
+        *,
+        batch_size: int,
+        train: bool,
+        seed: int = 0,
+        workers: int | None = None,
+        device: torch.device | str = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        from resnets.data.folder import FolderDataset
+
+        assert split.files is not None
+        self.dataset = FolderDataset(split.files, split.labels, transform)
+        self.batch_size, self.train, self.seed = batch_size, train, seed
+        self.workers = default_workers() if workers is None else workers
+        self.device = torch.device(device)
+        self.rank, self.world_size = rank, world_size
+        self.skipped: list[str] = []
+
+    def __len__(self) -> int:
+        n = len(shard(torch.arange(len(self.dataset)), self.rank, self.world_size))
+        if self.train:
+            return max(1, n // self.batch_size)
+        return -(-n // self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        from resnets.data.folder import collate_skipping
+
+        gen = epoch_generator(self.seed, epoch)
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=gen) if self.train else torch.arange(n)
+        order = shard(order, self.rank, self.world_size).tolist()
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=min(self.batch_size, len(order)),
+            sampler=order,
+            num_workers=self.workers,
+            collate_fn=collate_skipping,
+            pin_memory=self.device.type == "cuda",
+            drop_last=self.train and len(order) >= self.batch_size,
+            generator=gen,  # seeds the workers' augmentation: same images for the same (seed, epoch)
+        )
+        self.skipped = []
+        for x, y, skipped in loader:
+            self.skipped.extend(skipped)
+            if len(y) == 0:
+                continue
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+def default_workers() -> int:
+    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def make_loader(
+    data: ImageData,
+    which: str,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    augment: str = "none",
+    pad: int = 0,
+    flip: bool = False,
+    device: torch.device | str = "cpu",
+    workers: int | None = None,
+    crops: int = 1,
+    rank: int = 0,
+    world_size: int = 1,
+) -> TensorLoader | FolderLoader:
+    """The loader for `data.train` (which='train', augmented, shuffled) or `data.val`."""
+    train = which == "train"
+    split = data.train if train else data.val
+    if split.in_memory:
+        return TensorLoader(
+            split,
+            data.mean,
+            data.std,
+            batch_size=batch_size,
+            train=train,
+            seed=seed,
+            augment=augment,
+            pad=pad,
+            flip=flip,
+            device=device,
+            rank=rank,
+            world_size=world_size,
+        )
+    if train:
+        transform = folder_train_transform(
+            augment, data.input_size, pad=pad, flip=flip, mean=data.mean, std=data.std
+        )
+    else:
+        transform = folder_eval_transform(
+            data.input_size, data.resize_size or data.input_size, mean=data.mean, std=data.std, crops=crops
+        )
+    return FolderLoader(
+        split,
+        transform,
+        batch_size=batch_size,
+        train=train,
+        seed=seed,
+        workers=workers,
+        device=device,
+        rank=rank,
+        world_size=world_size,
+    )

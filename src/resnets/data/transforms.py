@@ -1,0 +1,127 @@
+"""Augmentation and normalisation: batched tensor ops for in-memory data, torchvision v2 for files.
+
+In-memory data is augmented a whole batch at a time on the device it lives on (one gather per
+batch instead of per-sample Python), with offsets drawn from a seeded generator, so a batch is a
+function of (seed, epoch, batch index) on any device. Folder images go through torchvision v2
+pipelines in DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import v2
+
+from resnets.errors import DataError
+
+AUGMENTS = ("pad-crop", "resized-crop", "scale", "none")
+TENSOR_AUGMENTS = ("pad-crop", "none")
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (or 0..1 float) images -> float32 (x - mean) / std per channel."""
+    x = images.float()
+    if images.dtype == torch.uint8:
+        x = x.div_(255.0)
+    shape = (1, -1, 1, 1)
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
+    return x.sub_(m).div_(s)
+
+
+def sample_crop_flip(
+    n: int, pad: int, flip: bool, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image crop offsets (top, left) in [0, 2*pad] and flip flags, drawn from `generator`."""
+    top = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    left = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    return top, left, flips
+
+
+def crop_flip(
+    x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flips: torch.Tensor, pad: int
+) -> torch.Tensor:
+    """Zero-pad each image of (N, C, H, W) by `pad`, crop H x W at (top, left) and mirror where
+    `flips`: the CIFAR augmentation of He et al. 2015, sec. 4.2 ("4 pixels are padded on each side,
+    and a 32x32 crop is randomly sampled from the padded image or its horizontal flip"), as one
+    gather. Applied after normalisation, the zero padding is the per-channel mean, as in the paper
+    where the mean is subtracted first.
+    """
+    n, _, h, w = x.shape
+    dev = x.device
+    padded = F.pad(x, (pad, pad, pad, pad)) if pad else x
+    rows = top.to(dev).view(n, 1) + torch.arange(h, device=dev)
+    cols = torch.arange(w, device=dev).expand(n, w)
+    cols = torch.where(flips.to(dev).view(n, 1), w - 1 - cols, cols) + left.to(dev).view(n, 1)
+    batch = torch.arange(n, device=dev).view(n, 1, 1)
+    # Advanced indexing on dims 0, 2, 3 moves them first: (N, H, W, C), then back to NCHW.
+    out = padded.permute(0, 2, 3, 1)[batch, rows.view(n, h, 1), cols.view(n, 1, w)]
+    return out.permute(0, 3, 1, 2)
+
+
+def check_tensor_augment(augment: str) -> None:
+    if augment not in TENSOR_AUGMENTS:
+        raise DataError(
+            f"augment '{augment}' needs image files (an ImageFolder); in-memory datasets take "
+            f"{' or '.join(TENSOR_AUGMENTS)}"
+        )
+
+
+def folder_train_transform(
+    augment: str, size: int, *, pad: int, flip: bool, mean: Sequence[float], std: Sequence[float]
+) -> Callable:
+    """Training pipeline for decoded RGB images.
+
+    pad-crop: resize + centre crop to `size`, then a padded random crop (the CIFAR recipe);
+    resized-crop: Inception-style random-resized crop (the modern recipe);
+    scale: the paper's ImageNet scale augmentation (sec. 3.4): the shorter side resized to a
+    random length in [256, 480] (for a 224 crop; scaled with `size`), then a random crop.
+    """
+    if augment not in AUGMENTS:
+        raise DataError(f"unknown augment {augment!r}; use one of {', '.join(AUGMENTS)}")
+    resize = int(round(size / 0.875))
+    steps: list[Callable] = [v2.ToImage()]
+    if augment == "pad-crop":
+        steps += [v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.RandomCrop(size, padding=pad)]
+    elif augment == "resized-crop":
+        steps += [v2.RandomResizedCrop(size, antialias=True)]
+    elif augment == "scale":
+        low, high = round(size * 256 / 224), round(size * 480 / 224)
+        steps += [v2.RandomShortestSize(list(range(low, high + 1)), antialias=True), v2.RandomCrop(size)]
+    else:
+        steps += [v2.Resize(resize, antialias=True), v2.CenterCrop(size)]
+    if flip:
+        steps.append(v2.RandomHorizontalFlip())
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    return v2.Compose(steps)
+
+
+def folder_eval_transform(
+    size: int,
+    resize: int,
+    *,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    crops: int = 1,
+) -> Callable:
+    """Evaluation pipeline: shorter side to `resize`, then the centre crop (crops=1) or the four
+    corners and centre plus their mirror images (crops=10, the paper's 10-crop testing, sec. 3.4),
+    stacked as (10, C, H, W)."""
+    steps: list[Callable] = [v2.ToImage(), v2.Resize(resize, antialias=True)]
+    if crops == 10:
+        steps += [v2.TenCrop(size), _stack]
+    elif crops == 1:
+        steps.append(v2.CenterCrop(size))
+    else:
+        raise DataError(f"eval crops must be 1 or 10, got {crops}")
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if mean is not None and std is not None:
+        steps.append(v2.Normalize(list(mean), list(std)))
+    return v2.Compose(steps)
+
+
+def _stack(crops: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(list(crops))

@@ -1,0 +1,155 @@
+"""TrainConfig: every setting of a training run in one dataclass (nanoGPT style).
+
+A recipe (recipes.py) fills it; any field can then be overridden on the command line
+(`--lr 0.05`, `--milestones 30,60`); the resolved config is printed by `--print-config` and saved
+in the run directory, so a run can be repeated and resumed from it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from resnets.errors import ResNetsError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    # what to train, on what
+    model: str = _f("resnet20", "model name, compact spec or Table-1 notation (see 'resnets list')")
+    data: str = _f(
+        "digits",
+        "digits, synthetic, cifar10, cifar100, or a path to a CIFAR python folder or an ImageFolder root",
+    )
+    data_dir: str = _f("data", "where cifar10/cifar100 are found or downloaded to")
+    download: bool = _f(False, "download cifar10/cifar100 into --data-dir if missing (needs internet)")
+    input_size: int | None = _f(
+        None, "training resolution (default: the data's own; the model's for folders)"
+    )
+    val_split: float | None = _f(
+        None,
+        "hold out this fraction (< 1) or number of training images for validation instead of the dataset's own val/test part",
+    )
+    split_seed: int = _f(0, "seed of the held-out split (fixed, so resume and eval see the same images)")
+    synthetic_count: int = _f(512, "images in --data synthetic")
+    synthetic_classes: int = _f(10, "classes in --data synthetic")
+    workers: int | None = _f(None, "DataLoader worker processes for image folders (default: min(8, CPUs))")
+    # model overrides (None keeps the model's own)
+    shortcut: str | None = _f(None, "shortcut option A, B or C (paper sec. 3.3)", ("A", "B", "C"))
+    width: float | None = _f(None, "multiplier on every stage width")
+    drop_path_rate: float | None = _f(None, "stochastic depth rate at the last block")
+    zero_init_residual: bool | None = _f(None, "start every residual branch at zero (last BN gamma = 0)")
+    # how long
+    epochs: float | None = _f(30.0, "training length in epochs (ignored when --iterations is set)")
+    iterations: int | None = _f(
+        None, "training length in iterations; milestones and warm-up then count iterations too"
+    )
+    batch_size: int = _f(128, "mini-batch size")
+    # optimiser
+    optimizer: str = _f("sgd", "optimiser", OPTIMIZERS)
+    lr: float = _f(0.1, "peak learning rate")
+    momentum: float = _f(0.9, "SGD momentum")
+    nesterov: bool = _f(False, "Nesterov momentum")
+    weight_decay: float = _f(1e-4, "L2 weight decay")
+    decay_norm_and_bias: bool = _f(True, "apply weight decay to BN parameters and biases too")
+    grad_clip: float | None = _f(None, "clip the gradient norm to this value")
+    # schedule
+    schedule: str = _f("step", "learning-rate schedule after warm-up", SCHEDULES)
+    milestones: list[float] = _f([], "step schedule: divide lr by 1/gamma at these epochs (or iterations)")
+    gamma: float = _f(0.1, "step schedule: factor at each milestone")
+    warmup: float = _f(0.0, "linear warm-up length in epochs (or iterations), from --warmup-lr to --lr")
+    warmup_lr: float | None = _f(None, "learning rate at the start of warm-up (default lr/100)")
+    warmup_until_error: float | None = _f(
+        None, "hold lr at --warmup-lr until the training error is below this (paper sec. 4.2, ResNet-110)"
+    )
+    # regularisation
+    label_smoothing: float = _f(0.0, "label smoothing")
+    mixup_alpha: float = _f(0.0, "MixUp alpha (0 = off)")
+    cutmix_alpha: float = _f(0.0, "CutMix alpha (0 = off); with MixUp, one of the two per batch")
+    ema_decay: float | None = _f(
+        None,
+        "keep an exponential moving average of the weights with this decay per step (evaluated and saved instead of the raw weights)",
+    )
+    # augmentation and preprocessing
+    augment: str = _f(
+        "auto",
+        "training augmentation (auto: pad-crop for in-memory data, resized-crop for image folders)",
+        ("auto", "pad-crop", "resized-crop", "scale", "none"),
+    )
+    pad: int = _f(4, "pad-crop: pixels of zero padding around the image before the random crop")
+    flip: bool = _f(True, "random horizontal flips")
+    eval_crops: int = _f(
+        1, "final evaluation of folder data: 1 (centre crop) or 10 (paper's 10-crop testing)"
+    )
+    # runtime
+    seed: int = _f(0, "random seed (initial weights, data order, augmentation)")
+    device: str = _f("auto", "device", DEVICES)
+    precision: str = _f("fp32", "autocast precision (fp16 adds a gradient scaler)", PRECISIONS)
+    compile: bool = _f(False, "torch.compile the model")
+    channels_last: bool | None = _f(None, "channels-last memory format (default: on for CUDA)")
+    deterministic: bool = _f(False, "deterministic algorithms only (bit-identical resume on CPU)")
+    threads: int | None = _f(None, "CPU threads for torch (default: torch's)")
+    checkpoint_every: int = _f(1, "save a checkpoint every N epochs (and always at the end)")
+    tensorboard: bool = _f(
+        False, "also log to TensorBoard in RUN_DIR/tensorboard (needs the tensorboard package)"
+    )
+    out: str | None = _f(None, "run directory (default runs/<model>-<data>-<time>)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ResNetsError(f"unknown config field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> TrainConfig:
+        """Raise a one-line ResNetsError for settings that cannot work together."""
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                raise ResNetsError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
+        if self.iterations is None and (self.epochs is None or self.epochs <= 0):
+            raise ResNetsError("set epochs > 0 or iterations")
+        if self.iterations is not None and self.iterations <= 0:
+            raise ResNetsError("iterations must be > 0")
+        for name in ("batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ResNetsError(f"{name} must be >= 1")
+        if self.lr <= 0:
+            raise ResNetsError("lr must be > 0")
+        if self.eval_crops not in (1, 10):
+            raise ResNetsError("eval_crops must be 1 or 10")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ResNetsError("ema_decay must be in (0, 1)")
+        if self.pad < 0:
+            raise ResNetsError("pad must be >= 0")
+        return self
+
+    def model_overrides(self) -> dict[str, Any]:
+        keys = ("shortcut", "width", "drop_path_rate", "zero_init_residual")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+def config_fields() -> list[dataclasses.Field]:
+    return list(dataclasses.fields(TrainConfig))

@@ -1,0 +1,69 @@
+"""Device, precision and the speed hook of training.
+
+`speed_up` is the one place that turns a model into the fastest form to train; it applies
+channels-last memory format and torch.compile today and is where `resnets.optimize(model,
+mode="train", ...)` plugs in. The loop keeps the plain model for optimizer, EMA and saving,
+and calls the returned module for the forward pass (they share parameters).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+from torch import nn
+
+from resnets.errors import ResNetsError
+from resnets.train.config import TrainConfig
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ResNetsError("--device cuda: CUDA is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def use_channels_last(config: TrainConfig, device: torch.device) -> bool:
+    """Channels-last by default on CUDA (cuDNN's NHWC kernels); on CPU only when asked."""
+    return device.type == "cuda" if config.channels_last is None else config.channels_last
+
+
+def set_determinism(config: TrainConfig, device: torch.device) -> None:
+    """Seed, threads and algorithm choice. Deterministic mode trades speed for bit-identical reruns."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not config.deterministic
+        torch.backends.cudnn.deterministic = config.deterministic
+        torch.backends.cuda.matmul.allow_tf32 = not config.deterministic
+        torch.backends.cudnn.allow_tf32 = not config.deterministic
+    torch.manual_seed(config.seed)
+
+
+def autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    dtype = DTYPES[precision]
+    if dtype is None:
+        return nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ResNetsError("--precision fp16 needs CUDA; on CPU use bf16 or fp32")
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def speed_up(model: nn.Module, config: TrainConfig, device: torch.device) -> nn.Module:
+    """The module to call in the training step: `model` on `device`, channels-last, compiled."""
+    model.to(device)
+    if use_channels_last(config, device):
+        model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if config.compile else model
+
+
+def to_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x

@@ -1,0 +1,181 @@
+"""What a run reports: a progress bar per epoch, a table row per epoch, metrics.csv, curves.png,
+and optionally TensorBoard.
+
+The loop hands each epoch's numbers to `RunLog`; the console part (tqdm on stderr, rows on
+stdout) is switched on by the CLI only, so the library stays silent when called from Python.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from resnets.atomic import atomic_write, write_text
+from resnets.errors import ResNetsError
+
+COLUMNS = (
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_top1",
+    "val_loss",
+    "val_top1",
+    "val_top5",
+    "images_per_second",
+    "seconds",
+    "skipped",
+)
+# (header, width, format) of the console table; accuracies in percent.
+TABLE = (
+    ("epoch", 7, "{:>7}"),
+    ("step", 8, "{:>8}"),
+    ("lr", 9, "{:>9.5f}"),
+    ("train_loss", 10, "{:>10.4f}"),
+    ("train_top1", 10, "{:>9.2f}%"),
+    ("val_loss", 9, "{:>9.4f}"),
+    ("val_top1", 9, "{:>8.2f}%"),
+    ("val_top5", 9, "{:>8.2f}%"),
+    ("img/s", 8, "{:>8.0f}"),
+    ("seconds", 8, "{:>7.1f}s"),
+)
+
+
+def format_header() -> str:
+    return "  ".join(f"{name:>{width}}" for name, width, _ in TABLE)
+
+
+def format_row(row: dict[str, Any], epochs: int) -> str:
+    values = (
+        f"{row['epoch']}/{epochs}",
+        row["step"],
+        row["lr"],
+        row["train_loss"],
+        100 * row["train_top1"],
+        row["val_loss"],
+        100 * row["val_top1"],
+        100 * row["val_top5"],
+        row["images_per_second"],
+        row["seconds"],
+    )
+    return "  ".join(fmt.format(v) for (_, _, fmt), v in zip(TABLE, values))
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class RunLog:
+    """Per-epoch reporting of one run into `run_dir` (and the console when `console`)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        console: bool = False,
+        table_stream: TextIO | None = None,
+        tensorboard: bool = False,
+    ) -> None:
+        self.run_dir = run_dir
+        self.console = console
+        self.table_stream = table_stream or sys.stdout
+        self.writer = open_tensorboard(run_dir) if tensorboard else None
+        self._printed_header = False
+
+    def bar(self, epoch: int, epochs: int, steps: int):
+        """A tqdm bar for one epoch on stderr (disabled when not on a terminal, or not console)."""
+        from tqdm import tqdm
+
+        return tqdm(
+            total=steps,
+            desc=f"epoch {epoch}/{epochs}",
+            unit="step",
+            leave=False,
+            file=sys.stderr,
+            disable=True if not self.console else None,
+            dynamic_ncols=True,
+        )
+
+    def epoch(self, row: dict[str, Any], history: Sequence[dict[str, Any]], epochs: int) -> None:
+        write_metrics_csv(self.run_dir / "metrics.csv", history)
+        if self.console:
+            if not self._printed_header:
+                print(format_header(), file=self.table_stream, flush=True)
+                self._printed_header = True
+            print(format_row(row, epochs), file=self.table_stream, flush=True)
+        if self.writer is not None:
+            for key in (
+                "lr",
+                "train_loss",
+                "train_top1",
+                "val_loss",
+                "val_top1",
+                "val_top5",
+                "images_per_second",
+            ):
+                self.writer.add_scalar(key, row[key], row["step"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def open_tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ResNetsError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def check_tensorboard() -> None:
+    """Fail before training, not after the first epoch, when TensorBoard is missing."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise ResNetsError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+
+
+def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: _csv_value(row.get(k)) for k in COLUMNS})
+    write_text(path, buffer.getvalue())
+
+
+def _csv_value(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def plot_curves(path: Path, history: Sequence[dict[str, Any]], title: str = "") -> None:
+    """Loss and top-1 accuracy against epoch, train and val: curves.png (matplotlib, Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    loss_ax.plot(epochs, [r["train_loss"] for r in history], label="train")
+    loss_ax.plot(epochs, [r["val_loss"] for r in history], label="val")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    acc_ax.plot(epochs, [100 * r["train_top1"] for r in history], label="train")
+    acc_ax.plot(epochs, [100 * r["val_top1"] for r in history], label="val")
+    acc_ax.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))

@@ -1,0 +1,135 @@
+"""Training runs end to end on each data source: a CIFAR python folder and an ImageFolder with
+a corrupt JPEG and odd image modes; and mistakes are one-line errors before training."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from resnets.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from cifar_format import write_cifar10  # noqa: E402
+
+TINY = ["--model", "basic:1-1-1:4-8-16", "--epochs", "1"]
+
+
+def test_a_cifar10_python_folder_trains_for_an_epoch(tmp_path, capsys):
+    written = write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=8)
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "cifar-10-batches-py"),
+            *TINY,
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"] == "cifar10" and summary["epochs"] == 1
+    record = json.loads((out / "config.json").read_text())
+    assert record["data"]["train_images"] == 40 and record["data"]["classes"] == written["names"]
+    assert record["data"]["input_size"] == 32
+
+
+def write_image_folder(root: Path) -> Path:
+    """Two classes in train/ and val/, in every awkward format, and one truncated JPEG."""
+    rng = np.random.default_rng(0)
+
+    def noise(mode, size=20):
+        if mode == "I;16":
+            return Image.fromarray(rng.integers(0, 65536, (size, size), dtype=np.uint16))
+        rgb = Image.fromarray(rng.integers(0, 256, (size, size + 4, 3), dtype=np.uint8))
+        return rgb.convert(mode)
+
+    for split, n in (("train", 6), ("val", 2)):
+        for c in ("circle", "square"):
+            folder = root / split / c
+            folder.mkdir(parents=True)
+            for i in range(n):
+                mode = ["RGB", "L", "P", "RGBA", "CMYK", "I;16"][i % 6]
+                ext = "jpg" if mode in ("RGB", "CMYK", "L") else "png"
+                noise(mode).save(folder / f"{i}.{ext}")
+    good = (root / "train" / "circle" / "0.jpg").read_bytes()
+    (root / "train" / "circle" / "broken.jpg").write_bytes(good[: len(good) // 3])
+    return root / "train" / "circle" / "broken.jpg"
+
+
+def test_an_image_folder_with_odd_modes_and_a_corrupt_jpeg_trains_and_names_the_skipped_file(
+    tmp_path, capsys
+):
+    broken = write_image_folder(tmp_path / "images")
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--data",
+        str(tmp_path / "images"),
+        *TINY,
+        "--input-size",
+        "16",
+        "--batch-size",
+        "4",
+        "--workers",
+        "2",
+    ]
+    assert main([*args, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped 1 unreadable image(s) this epoch: {broken}" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_images"] == [str(broken)]
+    meta_classes = json.loads((out / "config.json").read_text())["data"]["classes"]
+    assert meta_classes == ["circle", "square"]
+
+
+def test_ten_crop_evaluation_scores_folder_runs_at_the_end(tmp_path, capsys):
+    write_image_folder(tmp_path / "images")
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tmp_path / "images"), *TINY, "--input-size", "16", "--batch-size", "4"]
+    assert main([*args, "--workers", "0", "--eval-crops", "10", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["val_top1_10crop"] <= 1 and summary["val_top5_10crop"] == 1.0  # 2 classes
+    capsys.readouterr()
+    assert main(["eval", str(out), "--workers", "0", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["top1_10crop"] == summary["val_top1_10crop"] and report["top1"] == summary["val_top1"]
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda root: (root / "train" / ".ipynb_checkpoints").mkdir(), ".ipynb_checkpoints"),
+        (lambda root: (root / "train" / "triangle").mkdir(), "class 'triangle' has no images"),
+    ],
+)
+def test_folder_mistakes_stop_before_training_with_one_line(tmp_path, capsys, setup, message):
+    write_image_folder(tmp_path / "images")
+    setup(tmp_path / "images")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "images"), *TINY, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unavailable_device_and_missing_tensorboard_are_one_line_errors(tmp_path, capsys):
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["train", "--device", "cuda", "--out", str(tmp_path / "a")]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+    if importlib.util.find_spec("tensorboard") is None:
+        assert main(["train", "--tensorboard", "--out", str(tmp_path / "b")]) == 2
+        assert "pip install tensorboard" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")]) == 2
+    assert "no dataset" in capsys.readouterr().err
