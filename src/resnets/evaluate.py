@@ -123,19 +123,6 @@ def plot_confusion(path: Path, confusion: torch.Tensor, classes: list[str], titl
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
-def find_weights(path: Path) -> tuple[Path, Path | None]:
-    """(weights file, run directory or None) for a run directory or a .safetensors path."""
-    if path.is_dir():
-        weights = path / "model.safetensors"
-        if not weights.is_file():
-            raise WeightsError(f"{path}: no model.safetensors (is the run finished?)")
-        return weights, path
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such run directory or weights file")
-    run_dir = path.parent if (path.parent / "config.json").is_file() else None
-    return path, run_dir
-
-
 def evaluate_run(
     path: str | Path,
     *,
@@ -155,7 +142,7 @@ def evaluate_run(
     from resnets.models.spec import ResNetSpec
     from resnets.train.config import TrainConfig
     from resnets.train.device import resolve_device
-    from resnets.weights import load_weights, read_safetensors
+    from resnets.weights import find_weights, load_weights, read_safetensors
 
     weights, run_dir = find_weights(Path(path))
     _, meta = read_safetensors(weights)

@@ -109,6 +109,39 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> WeightsMeta:
     return meta
 
 
+def find_weights(path: str | os.PathLike) -> tuple[Path, Path | None]:
+    """(weights file, run directory or None) for a run directory or a weights file path."""
+    path = Path(path)
+    if path.is_dir():
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise WeightsError(f"{path}: no model.safetensors (is the run finished?)")
+        return weights, path
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such run directory or weights file")
+    run_dir = path.parent if (path.parent / "config.json").is_file() else None
+    return path, run_dir
+
+
+def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, WeightsMeta]:
+    """The model a run directory or one of our `.safetensors` files describes, weights loaded, in
+    eval mode on `device`, with its metadata (classes, preprocessing)."""
+    from resnets.models.create import create_model
+    from resnets.models.spec import ResNetSpec
+
+    weights, _ = find_weights(source)
+    tensors, meta = read_safetensors(weights)
+    if meta.spec is None:
+        raise WeightsError(
+            f"{weights}: no model spec in its metadata; convert it first with 'resnets convert'"
+        )
+    model = create_model(ResNetSpec.from_dict(meta.spec))
+    check_state_dict(model, tensors, weights)
+    model.load_state_dict(tensors, strict=True)
+    model.model_name = meta.model
+    return model.eval().to(device), meta
+
+
 def check_state_dict(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Raise one readable WeightsError listing missing, unexpected and mis-shaped keys."""
     own = model.state_dict()
