@@ -108,11 +108,14 @@ def _freezing(enabled: bool) -> Any:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """A torch.device we can run on now, or a one-line ResNetsError saying why not."""
+    """A torch.device we can run on now ('auto': CUDA if there is one), or a one-line
+    ResNetsError saying why not."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ResNetsError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from None
+        raise ResNetsError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ResNetsError("device 'cuda' requested but CUDA is not available here; use --device cpu")
     return dev

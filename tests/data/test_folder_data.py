@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from resnets.data import load_data
-from resnets.data.folder import open_rgb
 from resnets.errors import DataError
+from resnets.images import open_rgb
 
 
 def save(path, image, **kw):
@@ -21,7 +21,8 @@ def test_grayscale_palette_rgba_cmyk_and_16bit_images_decode_to_8bit_rgb(tmp_pat
     palette = Image.new("P", (4, 4), 1)
     palette.putpalette([0, 0, 0, 10, 200, 30])
     pal = save(tmp_path / "p.png", palette)
-    rgba = save(tmp_path / "a.png", Image.new("RGBA", (4, 4), (1, 2, 3, 0)))
+    rgba = save(tmp_path / "a.png", Image.new("RGBA", (4, 4), (1, 2, 3, 255)))
+    clear = save(tmp_path / "clear.png", Image.new("RGBA", (4, 4), (1, 2, 3, 0)))
     cmyk = save(tmp_path / "c.jpg", Image.new("CMYK", (4, 4), (0, 255, 0, 0)), quality=100)
     sixteen = save(tmp_path / "s.png", Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16)))
     assert Image.open(sixteen).mode.startswith("I")  # really 16-bit on disk
@@ -30,6 +31,8 @@ def test_grayscale_palette_rgba_cmyk_and_16bit_images_decode_to_8bit_rgb(tmp_pat
     assert open_rgb(str(gray)).getpixel((0, 0)) == (100, 100, 100)
     assert open_rgb(str(pal)).getpixel((0, 0)) == (10, 200, 30)
     assert open_rgb(str(rgba)).getpixel((0, 0)) == (1, 2, 3)
+    # Transparent pixels show what a viewer shows: the (white) background, not the hidden colour.
+    assert open_rgb(str(clear)).getpixel((0, 0)) == (255, 255, 255)
     assert open_rgb(str(cmyk)).getpixel((0, 0)) == pytest.approx((255, 0, 255), abs=3)  # magenta
     # 16-bit mid-grey (32896 / 65535 = 0.502) stays mid-grey instead of clipping to white.
     assert open_rgb(str(sixteen)).getpixel((0, 0)) == (128, 128, 128)

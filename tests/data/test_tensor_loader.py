@@ -2,12 +2,10 @@
 
 import pytest
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from resnets.data.datasets import Split, split_indices
 from resnets.data.digits import load_digits_data
 from resnets.data.loaders import TensorLoader
-from resnets.data.transforms import crop_flip
 
 
 def loader(n=50, **kw):
@@ -42,20 +40,6 @@ def test_ranks_get_disjoint_equal_shares_of_an_epoch():
 def test_validation_batches_cover_every_image_in_order():
     ys = torch.cat([y for _, y in loader(train=False).epoch(0)])
     assert ys.tolist() == list(range(50))
-
-
-def test_crop_flip_matches_torchvision_pad_crop_and_flip_per_image():
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(6, 3, 8, 8, generator=gen)
-    top = torch.tensor([0, 4, 8, 2, 3, 8])
-    left = torch.tensor([0, 8, 4, 1, 7, 0])
-    flips = torch.tensor([False, True, False, True, True, False])
-    out = crop_flip(x, top, left, flips, pad=4)
-    for i in range(6):
-        expected = TF.crop(TF.pad(x[i], [4]), int(top[i]), int(left[i]), 8, 8)
-        if flips[i]:
-            expected = TF.horizontal_flip(expected)
-        assert torch.equal(out[i], expected)
 
 
 def test_digits_split_is_the_fixed_stratified_sklearn_split():

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from resnets.data.datasets import ImageData, Split, split_indices, subset
 from resnets.errors import DataError
+from resnets.images import open_rgb
 
 VAL_NAMES = ("val", "validation", "test")
 STATS_SAMPLE = 256
@@ -101,31 +101,6 @@ def load_folder(
     )
 
 
-def open_rgb(path: str) -> Image.Image:
-    """Decode an image file fully and convert it to 8-bit RGB.
-
-    Grayscale, palette, CMYK and YCbCr convert as PIL defines; alpha is dropped; 16- and 32-bit
-    grayscale is rescaled to 8 bits (PIL's own conversion would clip it to white). Raises
-    OSError/ValueError for unreadable or truncated files.
-    """
-    with Image.open(path) as img:
-        img.load()
-        return to_rgb(img)
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
-        array = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if img.mode != "F" and array.max() > 255 else 255.0
-        if img.mode == "F":
-            peak = max(1.0, float(array.max()))
-        gray = np.clip(array * (255.0 / peak), 0, 255).round().astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB")
-    if img.mode in ("P", "PA"):
-        img = img.convert("RGBA")
-    return img.convert("RGB")
-
-
 def estimate_stats(files: list[str], size: int, resize: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean/std of up to STATS_SAMPLE training images (a fixed sample), as evaluated."""
     from resnets.data.transforms import folder_eval_transform
@@ -136,7 +111,7 @@ def estimate_stats(files: list[str], size: int, resize: int) -> tuple[tuple[floa
     for i in sorted(pick.tolist()):
         try:
             batch.append(transform(open_rgb(files[i])))
-        except (OSError, ValueError, SyntaxError):
+        except DataError:
             continue
     if not batch:
         raise DataError(f"none of {len(pick)} sampled training images could be read (e.g. {files[0]})")
@@ -156,7 +131,7 @@ class FolderDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         try:
             return self.transform(open_rgb(self.files[i])), self.labels[i], None
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        except DataError:  # images.ImageFileError: unreadable, truncated or a bomb
             return None, self.labels[i], self.files[i]
 
 

@@ -17,12 +17,11 @@ import torch
 from resnets.data.datasets import ImageData, Split
 from resnets.data.transforms import (
     check_tensor_augment,
-    crop_flip,
     folder_eval_transform,
     folder_train_transform,
     normalize,
-    sample_crop_flip,
 )
+from resnets.gpu_augment import crop_flip, sample_crop_flip
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -92,7 +91,9 @@ class TensorLoader:
             index = order[b * size : (b + 1) * size].to(self.images.device, non_blocking=True)
             x = normalize(self.images[index], self.mean, self.std)
             if self.pad or self.flip:
-                top, left, flips = sample_crop_flip(len(index), self.pad, self.flip, gen)
+                # Offsets come from the CPU generator, so a batch is the same on any device.
+                flip_p = 0.5 if self.flip else 0.0
+                top, left, flips = sample_crop_flip(len(index), self.pad, flip_p=flip_p, generator=gen)
                 x = crop_flip(x, top, left, flips, self.pad)
             yield x, self.labels[index]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from resnets.errors import DataError
@@ -29,37 +28,6 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
     return x.sub_(m).div_(s)
-
-
-def sample_crop_flip(
-    n: int, pad: int, flip: bool, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-image crop offsets (top, left) in [0, 2*pad] and flip flags, drawn from `generator`."""
-    top = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    left = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    flips = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
-    return top, left, flips
-
-
-def crop_flip(
-    x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flips: torch.Tensor, pad: int
-) -> torch.Tensor:
-    """Zero-pad each image of (N, C, H, W) by `pad`, crop H x W at (top, left) and mirror where
-    `flips`: the CIFAR augmentation of He et al. 2015, sec. 4.2 ("4 pixels are padded on each side,
-    and a 32x32 crop is randomly sampled from the padded image or its horizontal flip"), as one
-    gather. Applied after normalisation, the zero padding is the per-channel mean, as in the paper
-    where the mean is subtracted first.
-    """
-    n, _, h, w = x.shape
-    dev = x.device
-    padded = F.pad(x, (pad, pad, pad, pad)) if pad else x
-    rows = top.to(dev).view(n, 1) + torch.arange(h, device=dev)
-    cols = torch.arange(w, device=dev).expand(n, w)
-    cols = torch.where(flips.to(dev).view(n, 1), w - 1 - cols, cols) + left.to(dev).view(n, 1)
-    batch = torch.arange(n, device=dev).view(n, 1, 1)
-    # Advanced indexing on dims 0, 2, 3 moves them first: (N, H, W, C), then back to NCHW.
-    out = padded.permute(0, 2, 3, 1)[batch, rows.view(n, h, 1), cols.view(n, 1, w)]
-    return out.permute(0, 3, 1, 2)
 
 
 def check_tensor_augment(augment: str) -> None:

@@ -1,31 +1,26 @@
 """Device, precision and the speed hook of training.
 
-`speed_up` is the one place that turns a model into the fastest form to train; it applies
-channels-last memory format and torch.compile today and is where `resnets.optimize(model,
-mode="train", ...)` plugs in. The loop keeps the plain model for optimizer, EMA and saving,
-and calls the returned module for the forward pass (they share parameters).
+`speed_up` is the one place that turns a model into the fastest form to train: it is
+`resnets.optimize(model, mode="train", ...)` with the run's choices. The loop keeps the plain
+model for optimizer, EMA and saving, and calls the returned module for the forward pass (they
+share parameters).
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
 
+from resnets import fast
 from resnets.errors import ResNetsError
 from resnets.train.config import TrainConfig
 
-DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ResNetsError("--device cuda: CUDA is not available here; use --device cpu or auto")
-    return torch.device(name)
+    return fast.resolve_device(name)
 
 
 def use_channels_last(config: TrainConfig, device: torch.device) -> bool:
@@ -49,20 +44,22 @@ def set_determinism(config: TrainConfig, device: torch.device) -> None:
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
-    dtype = DTYPES[precision]
-    if dtype is None:
-        return nullcontext()
     if precision == "fp16" and device.type != "cuda":
         raise ResNetsError("--precision fp16 needs CUDA; on CPU use bf16 or fp32")
-    return torch.autocast(device.type, dtype=dtype)
+    return fast.autocast(device, precision)
 
 
 def speed_up(model: nn.Module, config: TrainConfig, device: torch.device) -> nn.Module:
-    """The module to call in the training step: `model` on `device`, channels-last, compiled."""
-    model.to(device)
-    if use_channels_last(config, device):
-        model.to(memory_format=torch.channels_last)
-    return torch.compile(model) if config.compile else model
+    """The module to call in the training step: `model` on `device`, channels-last and compiled
+    as the config asks (the loop's own autocast covers precision)."""
+    return fast.optimize(
+        model,
+        mode="train",
+        device=device,
+        precision="fp32",
+        compile=config.compile,
+        channels_last=use_channels_last(config, device),
+    )
 
 
 def to_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
