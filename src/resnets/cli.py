@@ -540,12 +540,12 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         "export",
         help="write a model as ONNX, TorchScript, a torch.export program or safetensors, verified",
         description=(
-            "Export a trained model (a run directory or one of our .safetensors files) or a named, "
-            "randomly initialised one. The written file is loaded back by its own runtime "
-            "(onnxruntime after onnx.checker, torch.jit.load, torch.export.load, resnets) and its "
-            "outputs compared with the eager fp32 model on random inputs (batch 1, or 1 and 3 with "
-            "--dynamic-batch); only a file within tolerance is kept (1e-4 x max(1, |logits|) for "
-            "fp32, 1e-2 for fp16, 5e-2 for bf16)."
+            "Export a trained model (a run directory or one of our .safetensors files), or a named\n"
+            "model with random weights, and verify the file before keeping it: it is loaded back by\n"
+            "its own runtime (onnx.checker + onnxruntime, torch.jit.load, torch.export.load, resnets)\n"
+            "and its outputs compared with the eager fp32 model on random inputs (batch 1, or 1 and 3\n"
+            "with --dynamic-batch). Tolerance: 1e-4 x max(1, max |logit|) for fp32, 1e-2 x for fp16,\n"
+            "5e-2 x for bf16. The file is written under a temp name and renamed only if it passes."
         ),
         epilog=(
             "examples:\n"
@@ -564,11 +564,13 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", required=True, choices=list(FORMATS), help="what to write")
     p.add_argument(
         "--out",
+        metavar="FILE",
         help="file to write (default: next to the weights with the format's extension, or ./MODEL.EXT)",
     )
     p.add_argument(
         "--opset",
         type=int,
+        metavar="N",
         help="ONNX opset (default: the exporter's; below 18 uses torch's TorchScript-based exporter)",
     )
     p.add_argument(
@@ -588,6 +590,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--input-size",
         type=parse_input_size,
+        metavar="N",
         help="input resolution, N or HxW (default: the weights' own, else 224 for ImageNet nets, 32 for CIFAR)",
     )
     p.add_argument("--json", action="store_true", help="print the export report as JSON")

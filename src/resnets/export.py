@@ -46,7 +46,7 @@ PRECISIONS = {
 # Max abs diff allowed against the eager fp32 model, per unit of output scale: the bound is
 # TOLERANCE * max(1, max |eager logit|), since float rounding errors grow with the values.
 # fp16 keeps 11 significant bits, bf16 8; over a network's depth a few units of the last place
-# add up, so these leave about 10x margin over what ResNet-20/18/50 show.
+# add up, so these leave a 5x or larger margin over what ResNet-20/18/50 show (docs/export.md).
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
 # The dynamo ONNX exporter implements opset 18 onwards; older opsets need the TorchScript one.
 DYNAMO_MIN_OPSET = 18
