@@ -25,3 +25,7 @@ class WeightsError(ResNetsError, ValueError):
 
 class DataError(ResNetsError, ValueError):
     """A dataset that is missing, empty, corrupt or in a format we do not read."""
+
+
+class ExportError(ResNetsError, ValueError):
+    """An export option combination that cannot work, or an exported file that fails verification."""

@@ -1,0 +1,247 @@
+"""resnets export: each format reloaded by its own runtime (the oracle) and compared with the
+eager PyTorch model on inputs the export's own verification never saw."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import resnets.export as export_module
+from resnets.cli import main
+from resnets.errors import ExportError
+from resnets.export import export, load_source
+from resnets.models.create import create_model
+from resnets.weights import WeightsMeta, load_model, save_weights
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+
+SIZE = 16  # resnet20 downsamples by 4: 16x16 inputs keep every test small
+CLASSES = [f"class{i}" for i in range(10)]
+
+
+def _trained_like(model: torch.nn.Module) -> torch.nn.Module:
+    """Random BN statistics and affine terms, as after training: folding then really changes
+    the conv weights (fresh BNs are nearly the identity)."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """One of our weights files, as `resnets train` writes them (with class names)."""
+    model = _trained_like(create_model("resnet20"))
+    path = tmp_path_factory.mktemp("run") / "model.safetensors"
+    meta = WeightsMeta(
+        model="resnet20",
+        spec=model.spec.to_dict(),
+        classes=CLASSES,
+        mean=[0.5, 0.5, 0.5],
+        std=[0.25, 0.25, 0.25],
+        input_size=SIZE,
+    )
+    save_weights(model, path, meta)
+    return path
+
+
+@pytest.fixture(scope="module")
+def eager(weights):
+    return load_model(weights)[0]
+
+
+def _inputs(batch: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.randn(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(123 + batch)).to(dtype)
+
+
+def _export(weights, fmt, out, **options):
+    model, meta, _ = load_source(weights)
+    return export(model, fmt, out, meta=meta, **options)
+
+
+def _ort_session(path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def static_onnx(weights):
+    out = weights.with_name("static.onnx")
+    return _export(weights, "onnx", out), out
+
+
+def test_onnx_static_batch_matches_pytorch_in_onnxruntime(static_onnx, eager):
+    report, path = static_onnx
+    session = _ort_session(path)
+    x = _inputs(1)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    np.testing.assert_allclose(got, eager(x).detach().numpy(), rtol=0, atol=1e-4)
+    assert [c.batch_size for c in report.checks] == [1]
+    with pytest.raises(Exception, match="(?i)dimension"):
+        session.run(None, {session.get_inputs()[0].name: _inputs(3).numpy()})
+
+
+def test_onnx_file_passes_checker_and_carries_classes_mean_std_input_size(static_onnx):
+    _, path = static_onnx
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props["resnets.classes"]) == CLASSES
+    assert json.loads(props["resnets.mean"]) == [0.5, 0.5, 0.5]
+    assert json.loads(props["resnets.std"]) == [0.25, 0.25, 0.25]
+    assert json.loads(props["resnets.input_size"]) == SIZE
+    assert props["resnets.model"] == "resnet20"
+    assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [1, 3, SIZE, SIZE]
+
+
+def test_onnx_dynamic_batch_matches_pytorch_in_onnxruntime_at_any_batch(weights, eager, tmp_path):
+    out = tmp_path / "dynamic.onnx"
+    report = _export(weights, "onnx", out, dynamic_batch=True)
+    assert [c.batch_size for c in report.checks] == [1, 3]
+    session = _ort_session(out)
+    assert isinstance(session.get_inputs()[0].shape[0], str)  # a symbolic batch dimension
+    for batch in (2, 5):
+        x = _inputs(batch)
+        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        np.testing.assert_allclose(got, eager(x).detach().numpy(), rtol=0, atol=1e-4)
+
+
+def test_onnx_opset_below_18_is_honoured_via_the_torchscript_exporter(weights, eager, tmp_path):
+    out = tmp_path / "old.onnx"
+    report = _export(weights, "onnx", out, opset=13)
+    proto = onnx.load(str(out))
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [13]
+    assert report.opset == 13 and "TorchScript" in report.exporter
+    session = _ort_session(out)
+    (got,) = session.run(None, {session.get_inputs()[0].name: _inputs(1).numpy()})
+    np.testing.assert_allclose(got, eager(_inputs(1)).detach().numpy(), rtol=0, atol=1e-4)
+
+
+def test_torchscript_reloads_and_matches_at_any_batch(weights, eager, tmp_path):
+    out = tmp_path / "model.pt"
+    _export(weights, "torchscript", out, dynamic_batch=True)
+    extra = {"resnets.json": ""}
+    loaded = torch.jit.load(str(out), _extra_files=extra)
+    x = _inputs(2)
+    torch.testing.assert_close(loaded(x), eager(x), rtol=0, atol=1e-4)
+    assert json.loads(json.loads(extra["resnets.json"])["resnets.classes"]) == CLASSES
+
+
+def test_exported_program_reloads_and_matches_at_any_batch(weights, eager, tmp_path):
+    out = tmp_path / "model.pt2"
+    report = _export(weights, "exported-program", out, dynamic_batch=True)
+    assert [c.batch_size for c in report.checks] == [1, 3]
+    module = torch.export.load(str(out)).module()
+    for batch in (2, 5):
+        x = _inputs(batch)
+        torch.testing.assert_close(module(x), eager(x), rtol=0, atol=1e-4)
+
+
+def test_fold_bn_removes_every_batchnorm_and_equals_unfused(weights, eager, tmp_path):
+    out = tmp_path / "fused.pt"
+    _export(weights, "torchscript", out, fold_bn=True)
+    loaded = torch.jit.load(str(out))
+    graph = str(loaded.inlined_graph)
+    assert "aten::_convolution" in graph and "batch_norm" not in graph
+    x = _inputs(1)
+    torch.testing.assert_close(loaded(x), eager(x), rtol=0, atol=1e-4)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in eager.modules()) == 19  # untouched
+
+
+def test_safetensors_export_reloads_with_its_metadata(weights, eager, tmp_path):
+    out = tmp_path / "copy.safetensors"
+    _export(weights, "safetensors", out)
+    model, meta = load_model(out)
+    assert meta.classes == CLASSES and meta.input_size == SIZE
+    x = _inputs(2)
+    torch.testing.assert_close(model(x), eager(x), rtol=0, atol=0)
+
+
+def test_bf16_torchscript_is_bf16_and_within_its_documented_tolerance(weights, eager, tmp_path):
+    out = tmp_path / "bf16.pt"
+    report = _export(weights, "torchscript", out, precision="bf16")
+    loaded = torch.jit.load(str(out))
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+    x = _inputs(1)
+    y = loaded(x.bfloat16()).float()
+    with torch.no_grad():
+        expected = eager(x)
+    scale = max(1.0, float(expected.abs().max()))
+    assert 0 < (y - expected).abs().max() <= export_module.TOLERANCE["bf16"] * scale
+    assert report.checks[0].max_abs_diff > 0  # the rounding is real, and was measured
+
+
+@pytest.mark.parametrize(
+    "fmt, options, message",
+    [
+        ("onnx", {"precision": "bf16"}, "bf16 is not available for onnx"),
+        ("safetensors", {"precision": "fp16"}, "fp16 is not available for safetensors"),
+        ("safetensors", {"fold_bn": True}, "--fold-bn"),
+        ("torchscript", {"opset": 17}, "--opset applies to onnx only"),
+    ],
+)
+def test_unsupported_combinations_are_refused_before_writing(weights, tmp_path, fmt, options, message):
+    out = tmp_path / "never"
+    with pytest.raises(ExportError, match=message):
+        _export(weights, fmt, out, **options)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_verification_leaves_no_file_and_keeps_an_old_one(weights, tmp_path, monkeypatch):
+    def broken_fold(model):  # a folding bug: one logit off by a little
+        bad = copy.deepcopy(model)
+        with torch.no_grad():
+            bad.fc.bias[0] += 0.01
+        return bad
+
+    monkeypatch.setattr(export_module, "fuse_bn", broken_fold)
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"previous export")
+    with pytest.raises(ExportError, match="does not match the eager model"):
+        _export(weights, "torchscript", out, fold_bn=True)
+    assert out.read_bytes() == b"previous export"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temp file left
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "missing-folder", "a-folder"])
+def test_cli_unwritable_out_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, where):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    out = {
+        "under-a-file": blocker / "model.onnx",
+        "missing-folder": tmp_path / "missing" / "model.onnx",
+        "a-folder": tmp_path,
+    }[where]
+    code = main(["export", "resnet20", "--format", "onnx", "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-folder"]
+
+
+def test_cli_missing_input_exits_2_with_one_line(tmp_path, capsys):
+    code = main(["export", str(tmp_path / "missing.safetensors"), "--format", "onnx"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such run directory, weights file or model name" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_writes_next_to_the_weights_and_reports_json(weights, capsys):
+    code = main(["export", str(weights), "--format", "torchscript", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    out = weights.with_name("model.pt")
+    assert report["path"] == str(out) and out.is_file()
+    assert report["size_bytes"] == out.stat().st_size
+    assert report["max_abs_diff"] <= report["tolerance"]
