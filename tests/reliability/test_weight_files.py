@@ -128,9 +128,9 @@ class _OpensFile:
         pytest.param(_OpensFile, f"{open.__module__}.open", id="open"),
     ],
 )
-@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+@pytest.mark.parametrize("writer", ["zip", "legacy", "plain-pickle"])
 def test_malicious_pickle_is_refused_naming_the_unsafe_global_and_never_runs(
-    tmp_path, payload, unsafe, zip_format
+    tmp_path, payload, unsafe, writer
 ):
     # The payload is live: plain unpickling does run it (so the refusal below is what protects us).
     canary = tmp_path / "canary"
@@ -140,12 +140,22 @@ def test_malicious_pickle_is_refused_naming_the_unsafe_global_and_never_runs(
     marker = tmp_path / "pwned"
     path = tmp_path / "resnet20.pth"
     state = dict(create_model("resnet20").state_dict(), evil=payload(marker))
-    torch.save(state, path, _use_new_zipfile_serialization=zip_format)
+    if writer == "plain-pickle":
+        path.write_bytes(pickle.dumps(state, protocol=4))
+    else:
+        torch.save(state, path, _use_new_zipfile_serialization=writer == "zip")
     with pytest.raises(WeightsError) as error:
         load_weights(create_model("resnet20"), path)
     message = str(error.value)
     assert not marker.exists()
     assert unsafe in message and str(path) in message and "\n" not in message
+
+
+def test_a_whole_pickled_module_is_refused_listing_its_classes(tmp_path):
+    path = tmp_path / "whole-model.pth"
+    torch.save(create_model("resnet20"), path)
+    with pytest.raises(WeightsError, match=r"refused: .*resnets\.models\.resnet\.ResNet"):
+        load_weights(create_model("resnet20"), path)
 
 
 def test_malicious_pickle_from_the_real_cli_is_refused(tmp_path):
