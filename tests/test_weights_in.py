@@ -1,6 +1,8 @@
 """Weights from the rest of the ecosystem load into our networks and compute what they computed
 there: the oracles are torchvision's and timm's own modules and a re-typed CIFAR reproduction."""
 
+import json
+
 import pytest
 import torch
 import torchvision
@@ -145,3 +147,15 @@ def test_summary_with_weights_checks_the_fit(capsys, torchvision_resnet18):
     assert main(["summary", "resnet34", "--weights", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "layer1.2.bn1.weight" in err
+
+
+def test_eval_reads_a_foreign_checkpoint_named_with_model(tmp_path, capsys):
+    path = tmp_path / "resnet20.th"
+    torch.save(
+        {"state_dict": {"module." + k: v for k, v in CifarReferenceResNet().state_dict().items()}}, path
+    )
+    args = ["eval", str(path), "--data", "synthetic", "--out", str(tmp_path), "--json"]
+    assert main(args) == 2 and "--model" in capsys.readouterr().err
+    assert main([*args, "--model", "resnet20"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["count"] > 0 and 0 <= report["top1"] <= 1 and report["data"] == "synthetic"

@@ -414,6 +414,7 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print JSON (top1, top5, loss, count, per_class, confusion_matrix)",
     )
+    add_model_options(p)
     p.set_defaults(func=run_eval)
 
 
@@ -429,6 +430,7 @@ def run_eval(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         out=args.out,
         model=args.model,
+        **model_overrides(args),
     )
     if args.json:
         print_json(report)

@@ -39,6 +39,7 @@ def convert_weights(
         if len(classes) != num_classes:
             raise WeightsError(f"{len(classes)} class names given, but the model has {num_classes} outputs")
         meta.classes = list(classes)
+        meta.extra.pop("classes_from", None)
     if input_size is not None:
         meta.input_size = input_size
     if resize_size is not None:

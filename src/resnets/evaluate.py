@@ -133,11 +133,12 @@ def evaluate_run(
     data_dir: str | None = None,
     out: str | Path | None = None,
     model: str | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Evaluate a run's weights on `data` (default: the run's own validation split).
 
     A weights file without our metadata (a torchvision/timm/CIFAR `.pth`) needs `model` to name
-    its network. Returns top1, top5, loss, count, per_class and the confusion-matrix PNG path.
+    its network (with model `overrides` such as in_channels). Returns top1, top5, loss, count, per_class and the confusion-matrix PNG path.
     """
     from resnets.data import load_data, make_loader
     from resnets.train.config import TrainConfig
@@ -145,7 +146,7 @@ def evaluate_run(
     from resnets.weights import find_weights, load_model
 
     weights, run_dir = find_weights(Path(path))
-    net, meta = load_model(weights, "cpu", model=model)
+    net, meta = load_model(weights, "cpu", model=model, **overrides)
     if meta.classes is None:
         raise WeightsError(
             f"{weights}: no class names in its metadata; convert it with 'resnets convert --classes'"
@@ -173,10 +174,14 @@ def evaluate_run(
             synthetic_classes=config.synthetic_classes if config else len(meta.classes),
         )
         name = dataset.name
-        if dataset.classes != meta.classes:
+        # Names we filled in for a foreign file (ImageNet's, CIFAR-10's) need only agree in number:
+        # an ImageNet folder names its classes by WordNet id, in the same label order.
+        named_by_us = "classes_from" in meta.extra and len(dataset.classes) == len(meta.classes)
+        if dataset.classes != meta.classes and not named_by_us:
             raise DataError(
                 f"{data}: its classes ({_preview(dataset.classes)}) are not the {len(meta.classes)} "
-                f"classes the model was trained on ({_preview(meta.classes)})"
+                f"classes the model was trained on ({_preview(meta.classes)}); "
+                "'resnets convert --classes FILE' records other names"
             )
     # Preprocess exactly as in training: the run's own statistics and input size.
     dataset.mean, dataset.std = tuple(meta.mean or dataset.mean), tuple(meta.std or dataset.std)

@@ -53,16 +53,19 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
 
 
 def default_meta(name: str, model: ResNet) -> WeightsMeta:
-    """Metadata for `model` (built as `name`) when its weights file brings none."""
+    """Metadata for `model` (built as `name`) when its weights file brings none; `extra` says
+    where filled-in class names come from ("imagenet-1k", "cifar-10")."""
     spec = model.spec
     meta = WeightsMeta(model=name, spec=spec.to_dict())
     if spec.stem == "cifar":
         meta.mean, meta.std, meta.input_size = list(CIFAR10_MEAN), list(CIFAR10_STD), 32
         if spec.num_classes == len(CIFAR10_CLASSES):
-            meta.classes = list(CIFAR10_CLASSES)
+            meta.classes, meta.extra["classes_from"] = list(CIFAR10_CLASSES), "cifar-10"
     else:
         meta.mean, meta.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
         meta.input_size, meta.resize_size = IMAGENET_INPUT, IMAGENET_RESIZE
         if spec.num_classes == len(imagenet_classes()):
-            meta.classes = list(imagenet_classes())
+            meta.classes, meta.extra["classes_from"] = list(imagenet_classes()), "imagenet-1k"
+    if spec.in_channels != len(meta.mean):  # RGB statistics do not describe other inputs
+        meta.mean = meta.std = None
     return meta
