@@ -57,6 +57,21 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_weights_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """--weights/--reset-head for commands that build a model: any file 'resnets convert' reads."""
+    parser.add_argument(
+        "--weights",
+        metavar="PATH",
+        help=f"{what}: .safetensors, or a torchvision/timm/CIFAR .pth/.pt/.th/.tar state dict "
+        "(read without unpickling code; see docs/weights.md)",
+    )
+    parser.add_argument(
+        "--reset-head",
+        action="store_true",
+        help="keep a fresh classifier when the file's has another size (for fine-tuning)",
+    )
+
+
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("num_classes", "in_channels", "shortcut", "width", "drop_path_rate", "zero_init_residual")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
@@ -116,6 +131,7 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--explain", action="store_true", help="add a plain-language line per stage")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_weights_options(p, "load these weights into the network (checks that they fit)")
     add_model_options(p)
     p.set_defaults(func=run_summary)
 
@@ -125,12 +141,20 @@ def run_summary(args: argparse.Namespace) -> int:
     from resnets.models.zoo import default_input_size
     from resnets.summary import summary
 
-    model = create_model(args.model, device="meta", **model_overrides(args))
+    if args.weights:
+        from resnets.weights import load_weights
+
+        model = create_model(args.model, **model_overrides(args))
+        load_weights(model, args.weights, reset_head=args.reset_head)
+    else:
+        model = create_model(args.model, device="meta", **model_overrides(args))
     table = summary(model, input_size=args.input_size or default_input_size(model.spec))
     if args.json:
-        print_json(table.to_dict())
+        print_json({**table.to_dict(), **({"weights": args.weights} if args.weights else {})})
     else:
         print(table.format_table(explain=args.explain))
+        if args.weights:
+            print(f"weights {args.weights}: every tensor fits and is finite")
     return 0
 
 
@@ -372,8 +396,10 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "path",
         metavar="RUN_DIR_OR_WEIGHTS",
-        help="a run directory or a .safetensors file written by 'resnets train'",
+        help="a run directory, a .safetensors file written by 'resnets train' or 'resnets convert', "
+        "or a torchvision/timm/CIFAR .pth (then name it with --model)",
     )
+    p.add_argument("--model", help="the network a weights file without our metadata holds (e.g. resnet18)")
     p.add_argument(
         "--data",
         help="what to evaluate on (as for 'resnets train --data'); default: the run's validation split",
@@ -388,6 +414,7 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print JSON (top1, top5, loss, count, per_class, confusion_matrix)",
     )
+    add_model_options(p)
     p.set_defaults(func=run_eval)
 
 
@@ -402,6 +429,8 @@ def run_eval(args: argparse.Namespace) -> int:
         workers=args.workers,
         data_dir=args.data_dir,
         out=args.out,
+        model=args.model,
+        **model_overrides(args),
     )
     if args.json:
         print_json(report)
@@ -626,6 +655,76 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- resnets convert ------------------------------------------------------------------------
+
+
+def add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="turn torchvision/timm/CIFAR weights into our .safetensors with class names and preprocessing",
+        description=(
+            "Read SRC (a .pth/.pt/.th/.tar state dict or training checkpoint from torchvision, timm, "
+            "Lightning, DDP or the CIFAR reproduction, or any .safetensors), map its keys onto "
+            "--model, check every shape and that every value is finite, and write our safetensors "
+            "format with the metadata predict/eval/export need: model spec, class names, mean/std, "
+            "input and resize size. Pickles are read with torch.load(weights_only=True) only: a "
+            "file that needs anything but tensors is refused."
+        ),
+        epilog=(
+            "examples:\n"
+            "  resnets convert resnet50-11ad3fa6.pth --model resnet50 --out resnet50.safetensors\n"
+            "  resnets convert resnet20-12fca82f.th --model resnet20 --out resnet20.safetensors\n"
+            "  resnets convert ft.pth --model resnet18 --num-classes 37 --classes pets.txt --out pets.safetensors\n"
+            "1000-class ImageNet nets get the bundled ImageNet class names and torchvision's eval "
+            "preprocessing (resize 256, crop 224); 10-class CIFAR nets get CIFAR-10's."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source", metavar="SRC", help="the weights file to convert")
+    p.add_argument("--model", help="the network SRC holds (required unless SRC is one of our files)")
+    p.add_argument("--out", required=True, help="the .safetensors file to write (atomically)")
+    p.add_argument("--classes", metavar="FILE", help="class names, one per line, in label order")
+    p.add_argument("--input-size", type=int, help="centre-crop size to record (default: 224, CIFAR 32)")
+    p.add_argument(
+        "--resize-size",
+        type=int,
+        help="shorter side before the crop to record (default: 256 for ImageNet nets)",
+    )
+    p.add_argument(
+        "--reset-head",
+        action="store_true",
+        help="keep a fresh classifier when SRC's has another size than --num-classes",
+    )
+    p.add_argument("--json", action="store_true", help="print the written metadata as JSON")
+    add_model_options(p)
+    p.set_defaults(func=run_convert)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from resnets.convert import convert_weights
+    from resnets.known_meta import read_class_names
+
+    classes = read_class_names(args.classes) if args.classes else None
+    out, meta = convert_weights(
+        args.source,
+        args.out,
+        args.model,
+        classes=classes,
+        input_size=args.input_size,
+        resize_size=args.resize_size,
+        reset_head=args.reset_head,
+        **model_overrides(args),
+    )
+    if args.json:
+        from dataclasses import asdict
+
+        print_json({"out": str(out), **{k: v for k, v in asdict(meta).items() if v is not None}})
+        return 0
+    names = f"{len(meta.classes)} class names" if meta.classes else "no class names (pass --classes FILE)"
+    print(f"wrote {out}: {meta.model}, {names}, input {meta.input_size}, mean {meta.mean}, std {meta.std}")
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_list,
     add_summary,
@@ -633,6 +732,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_eval,
     add_bench,
     add_export,
+    add_convert,
 ]
 
 

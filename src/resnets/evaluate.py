@@ -132,22 +132,25 @@ def evaluate_run(
     workers: int | None = None,
     data_dir: str | None = None,
     out: str | Path | None = None,
+    model: str | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Evaluate a run's weights on `data` (default: the run's own validation split).
 
-    Returns top1, top5, loss, count, per_class and the confusion-matrix PNG path.
+    A weights file without our metadata (a torchvision/timm/CIFAR `.pth`) needs `model` to name
+    its network (with model `overrides` such as in_channels). Returns top1, top5, loss, count, per_class and the confusion-matrix PNG path.
     """
     from resnets.data import load_data, make_loader
-    from resnets.models.create import create_model
-    from resnets.models.spec import ResNetSpec
     from resnets.train.config import TrainConfig
     from resnets.train.device import resolve_device
-    from resnets.weights import find_weights, load_weights, read_safetensors
+    from resnets.weights import find_weights, load_model
 
     weights, run_dir = find_weights(Path(path))
-    _, meta = read_safetensors(weights)
-    if meta.spec is None or meta.classes is None:
-        raise WeightsError(f"{weights}: no model spec or class names in its metadata (not a resnets run?)")
+    net, meta = load_model(weights, "cpu", model=model, **overrides)
+    if meta.classes is None:
+        raise WeightsError(
+            f"{weights}: no class names in its metadata; convert it with 'resnets convert --classes'"
+        )
     config = None
     if run_dir is not None:
         saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
@@ -156,9 +159,7 @@ def evaluate_run(
         raise DataError(f"{weights} is not inside a run directory; pass --data to say what to evaluate on")
     batch_size = batch_size or (config.batch_size if config is not None else 256)
     dev = resolve_device(device)
-    model = create_model(ResNetSpec.from_dict(meta.spec))
-    load_weights(model, weights)
-    model.to(dev)
+    model = net.to(dev)
     if data is None:
         assert config is not None
         dataset = _load_like_run(config, data_dir)
@@ -173,10 +174,14 @@ def evaluate_run(
             synthetic_classes=config.synthetic_classes if config else len(meta.classes),
         )
         name = dataset.name
-        if dataset.classes != meta.classes:
+        # Names we filled in for a foreign file (ImageNet's, CIFAR-10's) need only agree in number:
+        # an ImageNet folder names its classes by WordNet id, in the same label order.
+        named_by_us = "classes_from" in meta.extra and len(dataset.classes) == len(meta.classes)
+        if dataset.classes != meta.classes and not named_by_us:
             raise DataError(
                 f"{data}: its classes ({_preview(dataset.classes)}) are not the {len(meta.classes)} "
-                f"classes the model was trained on ({_preview(meta.classes)})"
+                f"classes the model was trained on ({_preview(meta.classes)}); "
+                "'resnets convert --classes FILE' records other names"
             )
     # Preprocess exactly as in training: the run's own statistics and input size.
     dataset.mean, dataset.std = tuple(meta.mean or dataset.mean), tuple(meta.std or dataset.std)

@@ -3,7 +3,13 @@
 Our format is one `.safetensors` file whose header metadata says how to rebuild and use the
 model: `resnets.model` (name), `resnets.spec` (the full ResNetSpec as JSON), and optional
 `resnets.classes`, `resnets.mean`, `resnets.std`, `resnets.input_size`, `resnets.resize_size`
-(all JSON). Anything that reads weights goes through `load_weights`.
+(all JSON). Anything that reads weights goes through `load_weights` (into a model you built) or
+`load_model` (builds it too).
+
+Files from elsewhere are welcome as well: safetensors without our metadata, and PyTorch
+checkpoints (`.pth/.pt/.th/.tar/...`), read by `checkpoints_in.read_checkpoint` with the
+weights-only unpickler and mapped onto our names by `keymap` (torchvision, timm, the CIFAR
+reproduction; wrapped and prefixed checkpoints). Every loaded tensor must be finite.
 """
 
 from __future__ import annotations
@@ -101,12 +107,55 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     return tensors, WeightsMeta.from_header(header, path)
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike) -> WeightsMeta:
-    """Load weights into `model` (strict: every key and shape must match) and return the metadata."""
-    tensors, meta = read_safetensors(path)
-    check_state_dict(model, tensors, path)
-    model.load_state_dict(tensors, strict=True)
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], WeightsMeta]:
+    """Tensors and metadata of any weights file we accept: `.safetensors` (ours or anyone's) or a
+    PyTorch checkpoint, unwrapped to its state dict (names as in the file; see `keymap`).
+
+    A file without our metadata gets an empty WeightsMeta (its `spec` is None)."""
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        return read_safetensors(path)
+    from resnets.checkpoints_in import read_checkpoint
+    from resnets.keymap import extract_state_dict
+
+    return extract_state_dict(read_checkpoint(path), path), WeightsMeta()
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, reset_head: bool = False) -> WeightsMeta:
+    """Load any weights file we accept into `model` and return its metadata.
+
+    Every key and shape must fit (after mapping peer layouts onto ours), else one WeightsError
+    lists what does not. `reset_head=True` keeps the model's own freshly initialised classifier
+    when the file's has another size (or none): for fine-tuning on other classes.
+    """
+    tensors, meta = read_weights(path)
+    model.load_state_dict(fit_state_dict(model, tensors, path, reset_head=reset_head), strict=True)
     return meta
+
+
+def fit_state_dict(
+    model: nn.Module, tensors: dict[str, torch.Tensor], path: str | os.PathLike, reset_head: bool = False
+) -> dict[str, torch.Tensor]:
+    """`tensors` renamed onto `model`'s keys, checked to fit exactly and to be finite."""
+    from resnets.keymap import map_to_model
+
+    tensors = map_to_model(tensors, model)
+    if reset_head:
+        own = model.state_dict()
+        for key in ("fc.weight", "fc.bias"):
+            if key in own and (key not in tensors or tensors[key].shape != own[key].shape):
+                tensors[key] = own[key]
+    check_state_dict(model, tensors, path)
+    check_finite(tensors, path)
+    return tensors
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """NaN or inf in a weight would silently poison every output; name the tensors that have them."""
+    bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+        raise WeightsError(f"{path}: non-finite values (NaN or inf) in {shown}")
 
 
 def find_weights(path: str | os.PathLike) -> tuple[Path, Path | None]:
@@ -124,24 +173,46 @@ def find_weights(path: str | os.PathLike) -> tuple[Path, Path | None]:
 
 
 def load_model(
-    source: str | os.PathLike, device: str | torch.device = "cpu"
+    source: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    model: str | None = None,
+    reset_head: bool = False,
+    **overrides: Any,
 ) -> tuple[nn.Module, WeightsMeta]:
-    """The model a run directory or one of our `.safetensors` files describes, weights loaded, in
-    eval mode on `device`, with its metadata (classes, preprocessing)."""
+    """The model a run directory or weights file describes, weights loaded, in eval mode on
+    `device`, with its metadata (classes, preprocessing).
+
+    Our files record their architecture, and `overrides` (e.g. num_classes with `reset_head`)
+    apply on top. A file from elsewhere (a torchvision/timm/CIFAR `.pth`, a bare safetensors)
+    records none: `model` names it then, and its metadata comes from what we know of that model
+    (ImageNet or CIFAR-10 classes and preprocessing, see `known_meta`).
+    """
     from resnets.models.create import create_model
     from resnets.models.spec import ResNetSpec
 
     weights, _ = find_weights(source)
-    tensors, meta = read_safetensors(weights)
-    if meta.spec is None:
+    tensors, meta = read_weights(weights)
+    if meta.spec is not None:
+        if model is not None and model != meta.model:
+            raise WeightsError(f"{weights}: holds a {meta.model}, not a {model}; drop the model name")
+        net = create_model(ResNetSpec.from_dict(meta.spec), **overrides)
+        if overrides:
+            if meta.classes is not None and len(meta.classes) != net.spec.num_classes:
+                meta.classes = None  # a new head: the recorded names no longer apply
+            meta.spec = net.spec.to_dict()
+    elif model is None:
         raise WeightsError(
-            f"{weights}: no model spec in its metadata; convert it first with 'resnets convert'"
+            f"{weights}: does not say which network it holds; name it (e.g. --model resnet50), "
+            "or convert it once with 'resnets convert'"
         )
-    model = create_model(ResNetSpec.from_dict(meta.spec))
-    check_state_dict(model, tensors, weights)
-    model.load_state_dict(tensors, strict=True)
-    model.model_name = meta.model
-    return model.eval().to(device), meta
+    else:
+        from resnets.known_meta import default_meta
+
+        net = create_model(model, **overrides)
+        meta = default_meta(model, net)
+    net.load_state_dict(fit_state_dict(net, tensors, weights, reset_head=reset_head), strict=True)
+    net.model_name = meta.model
+    return net.eval().to(device), meta
 
 
 def check_state_dict(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:

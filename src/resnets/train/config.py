@@ -47,6 +47,11 @@ class TrainConfig:
     synthetic_count: int = _f(512, "images in --data synthetic")
     synthetic_classes: int = _f(10, "classes in --data synthetic")
     workers: int | None = _f(None, "DataLoader worker processes for image folders (default: min(8, CPUs))")
+    weights: str | None = _f(
+        None,
+        "start from these weights (.safetensors, or a torchvision/timm/CIFAR .pth; see docs/weights.md)",
+    )
+    reset_head: bool = _f(False, "with --weights: a fresh classifier if the file's has another size")
     # model overrides (None keeps the model's own)
     shortcut: str | None = _f(None, "shortcut option A, B or C (paper sec. 3.3)", ("A", "B", "C"))
     width: float | None = _f(None, "multiplier on every stage width")
@@ -144,6 +149,8 @@ class TrainConfig:
             raise ResNetsError("ema_decay must be in (0, 1)")
         if self.pad < 0:
             raise ResNetsError("pad must be >= 0")
+        if self.reset_head and not self.weights:
+            raise ResNetsError("reset_head needs weights to start from (--weights PATH)")
         return self
 
     def model_overrides(self) -> dict[str, Any]:

@@ -214,9 +214,14 @@ def load_training_data(config: TrainConfig):
 def build_model(config: TrainConfig, data) -> nn.Module:
     from resnets.models.create import create_model
 
-    return create_model(
+    model = create_model(
         config.model, num_classes=data.num_classes, in_channels=data.in_channels, **config.model_overrides()
     )
+    if config.weights:  # fine-tuning: start from these weights (a resumed run then restores its own)
+        from resnets.weights import load_weights
+
+        load_weights(model, config.weights, reset_head=config.reset_head)
+    return model
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -1,0 +1,105 @@
+"""Reading PyTorch checkpoint files from anywhere (.pth, .pt, .th, .tar, .bin, .ckpt), safely.
+
+A `.pth` file is a pickle, and unpickling can run any code the file's author chose. We read
+these files only with `torch.load(weights_only=True)`, whose unpickler accepts tensors and plain
+containers and refuses every other global; there is no fallback to the unsafe loader. A file
+that needs other globals is refused with the list of them, so the user knows what it contains.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnets.errors import WeightsError
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """The object a `torch.save` file holds, read with the weights-only unpickler, on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: empty file (0 bytes), not a checkpoint")
+    try:
+        with warnings.catch_warnings():
+            # e.g. "Detected pickle protocol 4": noise on top of the error we raise ourselves
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        unsafe = unsafe_globals(path, exc)
+        if unsafe:
+            raise WeightsError(
+                f"{path}: refused: loading it would need the unsafe pickled global(s) "
+                f"{', '.join(unsafe[:8])}{f' and {len(unsafe) - 8} more' if len(unsafe) > 8 else ''}, "
+                "which can run arbitrary code; only tensors and plain "
+                "containers are accepted (save a state_dict, or use safetensors)"
+            ) from None
+        raise WeightsError(f"{path}: not a PyTorch checkpoint (unreadable pickle)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({_short(exc)})") from None
+
+
+def unsafe_globals(path: Path, exc: BaseException) -> list[str]:
+    """Every global the weights-only unpickler would have to allow to read `path`.
+
+    `torch.serialization.get_unsafe_globals_in_checkpoint` lists them all for zip checkpoints
+    (torch >= 2.5); for legacy pickles, and where it is missing, the error names the first one;
+    failing that, the pickle's opcodes are read (never executed) for the globals they name.
+    """
+    finder = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if finder is not None:
+        try:
+            found = finder(path)
+        except Exception:  # a legacy or damaged file: fall back to the error message
+            found = []
+        if found:
+            return sorted(set(found))
+    return sorted(set(_GLOBAL.findall(str(exc)))) or _disallowed(_pickle_globals(path))
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """The globals named by the pickles at the start of `path`, read by pickletools opcode by
+    opcode: nothing is constructed or run. STACK_GLOBAL takes the two strings pushed before it."""
+    import pickletools
+
+    found: list[str] = []
+    strings: list[str] = []
+    with open(path, "rb") as f:
+        try:
+            while True:  # legacy torch files are several pickles in a row, then raw storage bytes
+                for op, arg, _ in pickletools.genops(f):
+                    if op.name == "GLOBAL" and isinstance(arg, str):
+                        found.append(arg.replace(" ", "."))
+                    elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found.append(f"{strings[-2]}.{strings[-1]}")
+                    elif "UNICODE" in op.name and isinstance(arg, str):
+                        strings.append(arg)
+        except Exception:  # the end of the pickles: garbage, EOF or raw tensor data
+            pass
+    return found
+
+
+def _disallowed(names: list[str]) -> list[str]:
+    """`names` less those the weights-only unpickler accepts (tensors, storages, plain containers)."""
+    allowed_fn = getattr(torch._weights_only_unpickler, "_get_allowed_globals", None)
+    if allowed_fn is None:  # private API: without it, keep all but torch's own rebuild helpers
+        return sorted({n for n in names if not n.startswith(("torch.", "collections.OrderedDict"))})
+    allowed = set(allowed_fn())
+    return sorted({n for n in names if n not in allowed})
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    first = first.split(". ")[0]  # torch's messages go on for several sentences
+    return first[:160]

@@ -1,0 +1,52 @@
+"""`resnets convert`: any weights file we can read -> our safetensors format with full metadata.
+
+Converting once turns a torchvision/timm/CIFAR-reproduction checkpoint into a file that says
+everything needed to use it (architecture spec, class names, mean/std, input and resize size),
+so `predict`, `eval` and `export` need no `--model` for it and never touch a pickle again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from resnets.errors import WeightsError
+from resnets.weights import WeightsMeta, load_model, save_weights
+
+
+def convert_weights(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    model: str | None = None,
+    *,
+    classes: list[str] | None = None,
+    input_size: int | None = None,
+    resize_size: int | None = None,
+    reset_head: bool = False,
+    **overrides: Any,
+) -> tuple[Path, WeightsMeta]:
+    """Read `source` (as `model`, with `overrides`, when it does not say), check it fits and is
+    finite, and write `out` atomically with our metadata. Returns (out, metadata)."""
+    out = Path(out)
+    if out.suffix.lower() != ".safetensors":
+        raise WeightsError(f"{out}: the output must be a .safetensors file")
+    if out.exists() and out.resolve() == Path(source).resolve():
+        raise WeightsError(f"{out}: the output would overwrite the source")
+    net, meta = load_model(source, "cpu", model=model, reset_head=reset_head, **overrides)
+    num_classes = net.spec.num_classes
+    if classes is not None:
+        if len(classes) != num_classes:
+            raise WeightsError(f"{len(classes)} class names given, but the model has {num_classes} outputs")
+        meta.classes = list(classes)
+        meta.extra.pop("classes_from", None)
+    if input_size is not None:
+        meta.input_size = input_size
+    if resize_size is not None:
+        meta.resize_size = resize_size
+    meta.extra = {**meta.extra, "converted_from": Path(source).name}
+    if overrides:
+        meta.extra["overrides"] = overrides
+    if not out.parent.is_dir():
+        raise WeightsError(f"{out.parent}: no such directory for the output")
+    return save_weights(net, out, meta), meta

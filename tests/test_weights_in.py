@@ -1,0 +1,161 @@
+"""Weights from the rest of the ecosystem load into our networks and compute what they computed
+there: the oracles are torchvision's and timm's own modules and a re-typed CIFAR reproduction."""
+
+import json
+
+import pytest
+import torch
+import torchvision
+
+from cifar_reference import CifarReferenceResNet, randomize_bn_statistics
+from resnets import create_model, load_weights
+from resnets.cli import main
+from resnets.errors import WeightsError
+from resnets.train.config import TrainConfig
+from resnets.train.loop import build_model
+from resnets.weights import load_model, save_weights
+
+
+def _logits(model, x):
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+@pytest.fixture(scope="module")
+def torchvision_resnet18(tmp_path_factory):
+    """torchvision's resnet18 (random init, non-trivial BN statistics) saved as users save it."""
+    torch.manual_seed(1)
+    tv = randomize_bn_statistics(torchvision.models.resnet18())
+    path = tmp_path_factory.mktemp("tv") / "resnet18.pth"
+    torch.save(tv.state_dict(), path)
+    return tv, path
+
+
+def test_torchvision_resnet18_state_dict_gives_torchvision_logits(torchvision_resnet18):
+    tv, path = torchvision_resnet18
+    ours = create_model("resnet18")
+    meta = load_weights(ours, path)
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(_logits(ours, x), _logits(tv, x), rtol=0, atol=1e-5)
+    assert meta.spec is None  # a foreign file brings no metadata
+
+
+def test_timm_resnet18d_training_checkpoint_gives_timm_logits(tmp_path):
+    """timm's deep stem (conv1.0/1/3/4/6) and avg-down shortcut, in timm's train checkpoint wrapper."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(2)
+    peer = randomize_bn_statistics(timm.create_model("resnet18d", pretrained=False))
+    path = tmp_path / "checkpoint-3.pth.tar"
+    torch.save({"epoch": 3, "arch": "resnet18d", "state_dict": peer.state_dict(), "version": 2}, path)
+    ours = create_model("resnet18d")
+    load_weights(ours, path)
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(_logits(ours, x), _logits(peer, x), rtol=0, atol=1e-5)
+
+
+def test_cifar_reproduction_checkpoint_loads_into_resnet20_with_equal_outputs(tmp_path):
+    """DataParallel `module.` prefix, {"state_dict": ...} wrapper, `linear` head, option-A
+    shortcuts without parameters, and no BN batch counters (saved before PyTorch 0.4.1)."""
+    torch.manual_seed(3)
+    ref = randomize_bn_statistics(CifarReferenceResNet())
+    state = {"module." + k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "resnet20-12fca82f.th"
+    torch.save({"state_dict": state, "best_prec1": 91.7}, path)
+    ours = create_model("resnet20")
+    load_weights(ours, path)
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(_logits(ours, x), _logits(ref, x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        pytest.param(lambda sd: {"model": sd, "optimizer": {}, "epoch": 89}, id="torchvision-references"),
+        pytest.param(lambda sd: {"state_dict": {"model." + k: v for k, v in sd.items()}}, id="lightning"),
+        pytest.param(lambda sd: {"_orig_mod." + k: v for k, v in sd.items()}, id="torch-compile"),
+        pytest.param(lambda sd: {"model_state_dict": {"module." + k: v for k, v in sd.items()}}, id="ddp"),
+    ],
+)
+def test_wrapped_and_prefixed_checkpoints_load_the_same_tensors(tmp_path, wrap):
+    source = create_model("resnet20")
+    path = tmp_path / "ckpt.pt"
+    torch.save(wrap(source.state_dict()), path)
+    target = create_model("resnet20")
+    load_weights(target, path)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_wrong_head_size_lists_keys_with_both_shapes_and_reset_head_keeps_the_rest(torchvision_resnet18):
+    tv, path = torchvision_resnet18
+    ten = create_model("resnet18", num_classes=10)
+    with pytest.raises(WeightsError) as error:
+        load_weights(ten, path)
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message
+    assert "fc.weight (file (1000, 512), model (10, 512))" in message
+    assert "fc.bias (file (1000,), model (10,))" in message
+    fresh_fc = ten.fc.weight.detach().clone()
+    load_weights(ten, path, reset_head=True)
+    assert torch.equal(ten.fc.weight, fresh_fc)
+    assert torch.equal(ten.layer4[1].conv2.weight, tv.layer4[1].conv2.weight)
+
+
+def test_unmappable_keys_are_reported_by_name(tmp_path):
+    path = tmp_path / "other.pth"
+    state = create_model("resnet20").state_dict()
+    state["classifier.weight"] = state.pop("fc.weight")
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=r"missing: fc\.weight; unexpected: classifier\.weight"):
+        load_weights(create_model("resnet20"), path)
+
+
+def test_load_model_builds_the_named_network_for_a_foreign_file(torchvision_resnet18):
+    tv, path = torchvision_resnet18
+    with pytest.raises(WeightsError, match="does not say which network"):
+        load_model(path)
+    model, meta = load_model(path, "cpu", model="resnet18")
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(_logits(model, x), _logits(tv, x), rtol=0, atol=1e-5)
+    categories = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    assert meta.classes == categories and meta.model == "resnet18"
+    assert not model.training
+
+
+def test_load_model_reset_head_gives_a_new_classifier_on_our_own_file(tmp_path):
+    path = save_weights(create_model("resnet20"), tmp_path / "r20.safetensors")
+    model, meta = load_model(path, num_classes=4, reset_head=True)
+    assert model.fc.out_features == 4 and meta.spec["num_classes"] == 4
+
+
+def test_training_starts_from_the_given_weights_with_a_new_head(tmp_path):
+    source = create_model("resnet20")
+    path = save_weights(source, tmp_path / "start.safetensors")
+    config = TrainConfig(model="resnet20", weights=str(path), reset_head=True).validate()
+    data = type("Data", (), {"num_classes": 3, "in_channels": 3})()
+    model = build_model(config, data)
+    assert model.fc.out_features == 3
+    assert torch.equal(model.layer3[2].conv2.weight, source.layer3[2].conv2.weight)
+    with pytest.raises(WeightsError, match="fc.weight"):
+        build_model(config.replace(reset_head=False), data)
+
+
+def test_summary_with_weights_checks_the_fit(capsys, torchvision_resnet18):
+    _, path = torchvision_resnet18
+    assert main(["summary", "resnet18", "--weights", str(path)]) == 0
+    assert "every tensor fits" in capsys.readouterr().out
+    assert main(["summary", "resnet34", "--weights", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "layer1.2.bn1.weight" in err
+
+
+def test_eval_reads_a_foreign_checkpoint_named_with_model(tmp_path, capsys):
+    path = tmp_path / "resnet20.th"
+    torch.save(
+        {"state_dict": {"module." + k: v for k, v in CifarReferenceResNet().state_dict().items()}}, path
+    )
+    args = ["eval", str(path), "--data", "synthetic", "--out", str(tmp_path), "--json"]
+    assert main(args) == 2 and "--model" in capsys.readouterr().err
+    assert main([*args, "--model", "resnet20"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["count"] > 0 and 0 <= report["top1"] <= 1 and report["data"] == "synthetic"
