@@ -48,14 +48,18 @@ def open_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Ima
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image.load()
-            image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
+            return upright_rgb(image)
     except ImageFileError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageFileError(f"{path}: not a readable image ({_reason(exc)})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageFileError(f"{path}: unreadable or truncated image ({_reason(exc)})") from None
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """A decoded PIL image turned as its EXIF orientation says, as 8-bit RGB."""
+    return to_rgb(ImageOps.exif_transpose(image))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
