@@ -218,7 +218,7 @@ def preprocessing(meta: WeightsMeta, in_channels: int = 3) -> Callable[[Any], to
     """
     height, width = input_hw(meta)
     gray = in_channels == 1 or meta.extra.get("color") == "L"
-    steps: list[Callable] = [v2.Grayscale(num_output_channels=in_channels) if gray else v2.RGB()]
+    steps: list[Callable] = [Luma(in_channels) if gray else v2.RGB()]
     if meta.resize_size:
         steps += [
             CapAspect(MAX_ASPECT),
@@ -238,6 +238,33 @@ def preprocessing(meta: WeightsMeta, in_channels: int = 3) -> Callable[[Any], to
             mean, std = list(mean) * in_channels, list(std) * in_channels
         steps.append(v2.Normalize(list(mean), list(std)))
     return v2.Compose(steps)
+
+
+class Luma:
+    """Grayscale by ITU-R 601-2 luma, as PIL's convert("L") computes it, for PIL images and image
+    tensors alike, with `channels` output channels.
+
+    torchvision's Grayscale weighs 0.2989 + 0.587 + 0.114 < 1 and truncates, so a gray pixel of a
+    uint8 tensor can come out one level darker than the same pixel read from a file; here a gray
+    image gives the same input whichever way it arrives.
+    """
+
+    def __init__(self, channels: int = 1) -> None:
+        self.channels = channels
+
+    def __call__(self, image: Any) -> Any:
+        if isinstance(image, Image.Image):
+            gray = image.convert("L")
+            return gray if self.channels == 1 else gray.convert("RGB")
+        if image.shape[-3] == 3:
+            r, g, b = image.unbind(-3)
+            if image.dtype == torch.uint8:
+                # PIL's fixed point: (R*19595 + G*38470 + B*7471 + 2**15) >> 16, weights summing to 2**16.
+                y = (r.int() * 19595 + g.int() * 38470 + b.int() * 7471 + 32768) >> 16
+                image = y.to(torch.uint8).unsqueeze(-3)
+            else:
+                image = (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
+        return image.expand(*image.shape[:-3], self.channels, *image.shape[-2:]).contiguous()
 
 
 class CapAspect:
