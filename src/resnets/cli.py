@@ -583,11 +583,16 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    import warnings
+
     from tqdm import tqdm
 
     from resnets.errors import InputError
     from resnets.infer import Classifier, format_result, image_files
 
+    # PIL warns (several lines, no file name) about recoverable damage such as corrupt EXIF; the
+    # image still decodes, and a file that does not is reported below in one line.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     files = image_files(args.paths)
     if not files:
         raise InputError(f"no image files in {', '.join(args.paths)}")

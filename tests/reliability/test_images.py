@@ -16,14 +16,14 @@ import pytest
 import torch
 from PIL import Image
 
+from resnets import create_model
+from resnets.cli import main
+from resnets.images import MAX_PIXELS
+from resnets.infer import Classifier
+from resnets.weights import WeightsMeta, save_weights
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from digits_model import trained_digits_model  # noqa: E402
-
-from resnets import create_model  # noqa: E402
-from resnets.cli import main  # noqa: E402
-from resnets.images import MAX_PIXELS  # noqa: E402
-from resnets.infer import Classifier  # noqa: E402
-from resnets.weights import WeightsMeta, save_weights  # noqa: E402
 
 EXIF_ORIENTATION = 0x0112
 
@@ -148,7 +148,9 @@ def png_header_claiming(width: int, height: int) -> bytes:
     on disk that would decode to width * height * 3 bytes."""
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        return (
+            struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
