@@ -36,7 +36,7 @@ def _train():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     x_all = normalize(data.train.images, data.mean, data.std)
     y_all = data.train.labels
-    epochs, batch = 5, 64
+    epochs, batch = 3, 64
     steps = epochs * ((len(y_all) + batch - 1) // batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=steps)
     model.train()
