@@ -9,6 +9,7 @@ from resnets.weights import load_weights, save_weights
 __version__ = "0.1.0"
 
 __all__ = [
+    "Classifier",
     "ResNet",
     "ResNetSpec",
     "create_model",
@@ -19,3 +20,12 @@ __all__ = [
     "save_weights",
     "summary",
 ]
+
+
+def __getattr__(name: str):
+    # Classifier pulls in torchvision and PIL; `import resnets` (and `resnets list`) stays light.
+    if name == "Classifier":
+        from resnets.infer import Classifier
+
+        return Classifier
+    raise AttributeError(f"module 'resnets' has no attribute {name!r}")

@@ -8,6 +8,7 @@ into an upright 8-bit RGB image or refused with an ImageFileError naming the fil
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", "
 # PIL's own guard warns at ~89 MP and refuses at twice that; we refuse at the warning level, so
 # a bomb never gets decoded (a 90 MP RGB image is already 270 MB of pixels).
 MAX_PIXELS = 89_478_485
+
+_OPEN_LOCK = threading.Lock()
 
 
 class ImageFileError(DataError):
@@ -39,23 +42,39 @@ def open_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Ima
     bits rather than clipped; EXIF orientation is applied, as phones rely on it.
     """
     try:
-        with Image.open(path) as image:
+        with _open(path) as image:
             if image.width * image.height > max_pixels:
                 raise ImageFileError(
                     f"{path}: {image.width}x{image.height} pixels is over the {max_pixels:,}-pixel "
                     "limit (a decompression bomb?)"
                 )
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image.load()
-            image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
+            image.load()
+            return upright_rgb(image)
     except ImageFileError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # PIL's own guard, for headers far over the limit: raised while opening, before any pixel.
+        raise ImageFileError(
+            f"{path}: over the {max_pixels:,}-pixel limit (a decompression bomb?): {_reason(exc)}"
+        ) from None
+    except UnidentifiedImageError as exc:
         raise ImageFileError(f"{path}: not a readable image ({_reason(exc)})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageFileError(f"{path}: unreadable or truncated image ({_reason(exc)})") from None
+
+
+def _open(path: str | os.PathLike) -> Image.Image:
+    """Image.open (which reads only the header) with PIL's decompression-bomb warning raised as
+    an error. catch_warnings swaps process-wide state, so threads decoding in parallel (predict
+    does) take turns here; the decoding itself runs outside the lock."""
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """A decoded PIL image turned as its EXIF orientation says, as 8-bit RGB."""
+    return to_rgb(ImageOps.exif_transpose(image))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -1,0 +1,149 @@
+"""`resnets predict`: folders walked in order, a table or JSON lines whose classes and
+probabilities are the eager model's, unreadable files reported and skipped with exit code 1,
+usage errors as one line with exit code 2."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import resnets
+from digits_model import trained_digits_model
+from resnets.cli import main
+from resnets.data.transforms import normalize
+from resnets.weights import save_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    model, meta, _ = trained_digits_model()
+    path = tmp_path_factory.mktemp("weights") / "digits.safetensors"
+    save_weights(model, path, meta)
+    return path
+
+
+def eager_probabilities(indices):
+    """The oracle: the plain eager model on the dataset's own tensors, softmax."""
+    model, _, data = trained_digits_model()
+    with torch.no_grad():
+        return torch.softmax(model(normalize(data.val.images[indices], data.mean, data.std)), 1)
+
+
+@pytest.fixture(scope="module")
+def digit_folder(tmp_path_factory):
+    """Six held-out digits as PNGs, some in a subfolder, plus things a walk must leave out."""
+    _, _, data = trained_digits_model()
+    root = tmp_path_factory.mktemp("digits")
+    (root / "more").mkdir()
+    (root / ".cache").mkdir()
+    expected = {}
+    for i in range(6):
+        name = f"digit{i}.png" if i < 4 else f"more/digit{i}.png"
+        Image.fromarray(data.val.images[i, 0].numpy(), "L").save(root / name)
+        expected[str(root / name)] = i
+    Image.fromarray(data.val.images[0, 0].numpy(), "L").save(root / ".hidden.png")
+    Image.fromarray(data.val.images[0, 0].numpy(), "L").save(root / ".cache" / "digit9.png")
+    (root / "notes.txt").write_text("not an image, and not named like one")
+    return root, expected
+
+
+def cli_env():
+    env = dict(os.environ)
+    src = str(Path(resnets.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def test_json_lines_give_each_image_the_eager_models_top_k_and_report_a_bad_file(
+    weights, digit_folder, tmp_path
+):
+    root, expected = digit_folder
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("this is text, not a JPEG")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resnets",
+            "predict",
+            str(weights),
+            str(root),
+            str(bad),
+            "--json",
+            "--topk",
+            "3",
+        ],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["file"] for r in records] == sorted(expected) + [str(bad)]
+    probs = eager_probabilities(list(expected.values()))
+    _, _, data = trained_digits_model()
+    for record, row in zip(records, probs):
+        top = row.topk(3)
+        assert [t["class"] for t in record["topk"]] == [data.classes[i] for i in top.indices.tolist()]
+        assert [t["probability"] for t in record["topk"]] == pytest.approx(top.values.tolist(), abs=1e-5)
+    assert records[-1]["file"] == str(bad) and "not a readable image" in records[-1]["error"]
+    errors = [line for line in proc.stderr.splitlines() if str(bad) in line]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+
+
+def test_table_shows_every_file_with_its_top_k_classes_and_probabilities(weights, digit_folder, capsys):
+    root, expected = digit_folder
+    code = main(["predict", str(weights), str(root / "digit0.png"), str(root / "more"), "--topk", "2"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[0].split() == ["file", "top-2", "classes"]
+    files = [str(root / "digit0.png"), str(root / "more" / "digit4.png"), str(root / "more" / "digit5.png")]
+    probs = eager_probabilities([expected[f] for f in files])
+    _, _, data = trained_digits_model()
+    for line, file, row in zip(out[1:], files, probs):
+        cells = re.findall(r"(\S+)\s+([\d.]+)%", line[len(file) :])
+        assert line.startswith(file)
+        top = row.topk(2)
+        assert [c for c, _ in cells] == [data.classes[i] for i in top.indices.tolist()]
+        assert [float(p) for _, p in cells] == pytest.approx((100 * top.values).tolist(), abs=0.006)
+    assert len(out) == 1 + len(files)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{weights}", "{missing}"], "no such file or folder"),
+        (["{missing}", "{folder}"], "no such run directory or weights file"),
+        (["{weights}", "{empty}"], "no image files"),
+        (["{weights}", "{folder}", "--topk", "0"], "expected a positive integer"),
+    ],
+    ids=["missing-image", "missing-weights", "empty-folder", "topk-0"],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(weights, digit_folder, tmp_path, capsys, args, message):
+    (tmp_path / "empty").mkdir()
+    paths = dict(
+        weights=weights, missing=tmp_path / "nope.png", folder=digit_folder[0], empty=tmp_path / "empty"
+    )
+    argv = ["predict"] + [a.format(**paths) for a in args]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1 and message in captured.err
+
+
+def test_help_explains_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "0 every image was classified; 1 some files were skipped; 2 usage error" in text
