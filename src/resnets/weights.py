@@ -123,7 +123,9 @@ def find_weights(path: str | os.PathLike) -> tuple[Path, Path | None]:
     return path, run_dir
 
 
-def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, WeightsMeta]:
+def load_model(
+    source: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, WeightsMeta]:
     """The model a run directory or one of our `.safetensors` files describes, weights loaded, in
     eval mode on `device`, with its metadata (classes, preprocessing)."""
     from resnets.models.create import create_model
