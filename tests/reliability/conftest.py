@@ -11,6 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))  # cifar_format, the CIFAR writer
 from safetensors.torch import load_file
 
 import resnets
