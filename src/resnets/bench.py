@@ -512,6 +512,8 @@ def run_bench(
     unknown = [p for p in settings.compare if p not in PEERS]
     if unknown:
         raise ResNetsError(f"unknown peer {unknown[0]!r}; choose from {', '.join(PEERS)}")
+    if settings.compile is False and settings.compile_mode is not None:
+        raise ResNetsError("--compile-mode chooses how to compile; drop --no-compile or --compile-mode")
     device = resolve_device(settings.device)
     meta = create_model(settings.model, device="meta")  # bad names fail here, before any work
     settings = replace(settings, input_size=settings.input_size or default_input_size(meta.spec))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,38 @@ CIFAR100_FILES = (["train"], "test", "meta", "fine_labels", "fine_label_names")
 # The only globals a CIFAR pickle names: numpy's array reconstructor (under its numpy 1 and numpy 2
 # module paths), the array type and the dtype. Anything else is refused.
 _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
+
+
+def _reconstruct_empty(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's array reconstructor, for the empty array a pickle starts from (its data follows in
+    BUILD, bounded by the file's size): a tampered file cannot ask for a huge allocation here."""
+    if subtype is not np.ndarray or not isinstance(shape, tuple) or int(np.prod(shape)) != 0:
+        raise pickle.UnpicklingError("only empty numpy arrays are reconstructed")
+    return _RECONSTRUCT(subtype, shape, dtype)
+
+
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct_empty,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct_empty,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
 }
 
 
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that builds dicts, lists, strings, numbers and numpy arrays, and nothing else."""
+class SafeUnpickler(pickle._Unpickler):
+    """An unpickler that builds dicts, lists, strings, numbers and numpy arrays, and nothing else.
+
+    It is the pure-Python unpickler: the C one sizes its memo table from the file's BINPUT
+    indices, so a few corrupt bytes can make it allocate gigabytes; this one keeps a dict. The one
+    opcode that allocates before reading (protocol 5's BYTEARRAY8) is refused: CIFAR is protocol 2.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def _refuse_bytearray8(self) -> None:
+        raise pickle.UnpicklingError("BYTEARRAY8 is not part of the CIFAR format")
+
+    dispatch[pickle.BYTEARRAY8[0]] = _refuse_bytearray8
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -63,7 +86,17 @@ def safe_load(path: Path) -> Any:
     try:
         data = path.read_bytes()
         return SafeUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        struct.error,
+    ) as exc:
         raise DataError(f"{path}: not a readable CIFAR batch ({exc})") from None
 
 
@@ -73,6 +106,21 @@ def find_cifar_root(path: Path) -> Path | None:
         if _layout(candidate) is not None:
             return candidate
     return None
+
+
+def check_complete(root: Path) -> None:
+    """Raise DataError if `root` holds some of a CIFAR folder's files but not all of them (a
+    half-copied or half-extracted download), naming what is missing."""
+    for name, layout in (("CIFAR-10", CIFAR10_FILES), ("CIFAR-100", CIFAR100_FILES)):
+        expected = [*layout[0], layout[1], layout[2]]
+        present = [f for f in expected if (root / f).is_file()]
+        distinctive = name == "CIFAR-10" or "meta" in present  # train/test alone are too common
+        if present and distinctive and len(present) < len(expected):
+            missing = [f for f in expected if f not in present]
+            raise DataError(
+                f"{root}: looks like a {name} python folder but {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} missing (expected {', '.join(expected)})"
+            )
 
 
 def _layout(root: Path) -> tuple | None:
@@ -88,6 +136,8 @@ def named_root(name: str, data_dir: str | Path, download: bool) -> Path:
     folder, tv_class = NAMED[name]
     root = Path(data_dir).expanduser() / folder
     if find_cifar_root(root) is None:
+        if root.is_dir():
+            check_complete(root)
         if not download:
             raise DataError(
                 f"{name} not found in {root}; pass --download to fetch it, or --data PATH to the folder"

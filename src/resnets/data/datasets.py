@@ -134,6 +134,9 @@ def load_data(
             f"no dataset {name!r}: use 'digits', 'synthetic', 'cifar10', 'cifar100', or a path to a "
             "CIFAR python folder or an ImageFolder root"
         )
+    for candidate in (path, path / "cifar-10-batches-py", path / "cifar-100-python"):
+        if candidate.is_dir():
+            cifar.check_complete(candidate)
     if cifar.find_cifar_root(path) is not None:
         return cifar.load_cifar(
             cifar.find_cifar_root(path), input_size=input_size, val_split=val_split, split_seed=split_seed

@@ -3,7 +3,8 @@
 A checkpoint folder holds `epoch-NNNN.safetensors` (model, optimizer state, EMA, grad scaler
 and RNG states as tensors) and `latest.json` (step, epoch, schedule state, history, config, and
 the name of the tensor file). The JSON is written last and is the commit point: a crash while
-saving leaves the previous checkpoint whole.
+saving leaves the previous checkpoint whole. Every write is atomic (atomic.py); `keep_last` older
+tensor files are kept, each loadable on its own (its state is in its safetensors metadata).
 
 Nested state (an optimizer's state_dict) is split by `split_tensors` into a JSON skeleton whose
 tensors are replaced by {"__tensor__": key}; `join_tensors` puts them back. Dicts with non-string
@@ -17,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from resnets.atomic import atomic_write, write_json
-from resnets.errors import WeightsError
+from resnets.atomic import atomic_write, remove_stale_temps, write_json
+from resnets.errors import ResNetsError, WeightsError
+from resnets.train import faults
 
 LATEST = "latest.json"
+FORMAT = "resnets-checkpoint"
 
 
 def split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -56,32 +60,104 @@ def join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save_checkpoint(
-    folder: Path, epoch: int, tensors: dict[str, torch.Tensor], state: dict[str, Any]
+    folder: Path, epoch: int, tensors: dict[str, torch.Tensor], state: dict[str, Any], *, keep_last: int = 1
 ) -> Path:
-    """Write this epoch's tensors, then commit by replacing latest.json; drop older tensor files."""
+    """Write this epoch's tensors, commit by replacing latest.json, then keep the newest `keep_last`.
+
+    Each tensor file also carries its JSON state in its metadata, so a kept older checkpoint is
+    whole on its own (`load_checkpoint(folder, name)`). Nothing older is deleted before the commit;
+    a failed write (a full disk) raises a one-line ResNetsError and leaves the last commit loadable.
+    A non-finite tensor is refused: a diverged run must never overwrite a good checkpoint.
+    """
+    check_finite(tensors)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder)
     name = f"epoch-{epoch:04d}.safetensors"
     cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(
-        folder / name, lambda tmp: save_file(cpu, str(tmp), metadata={"format": "resnets-checkpoint"})
-    )
-    write_json(folder / LATEST, {**state, "tensors": name})
-    for old in folder.glob("epoch-*.safetensors"):
-        if old.name != name:
+    metadata = {"format": FORMAT, "state": json.dumps({**state, "tensors": name})}
+    kept = [n for n in committed_names(folder) if n != name] + [name]
+    kept = kept[-max(1, keep_last) :]
+    try:
+        atomic_write(folder / name, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
+        faults.in_save()
+        write_json(folder / LATEST, {**state, "tensors": name, "checkpoints": kept})
+    except OSError as exc:
+        before = describe_checkpoint(folder)
+        raise ResNetsError(
+            f"could not write checkpoint {folder / name}: {exc.strerror or exc}; "
+            + (f"the last good checkpoint is still {before}" if before else "no earlier checkpoint exists")
+        ) from None
+    for old in folder.glob("*.safetensors"):
+        if old.name not in kept:
             old.unlink(missing_ok=True)
     return folder / LATEST
 
 
-def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tensors and JSON state of the last committed checkpoint in `folder`."""
+def check_finite(tensors: dict[str, torch.Tensor]) -> None:
+    """Raise ResNetsError naming the tensors that hold NaN or infinity."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ResNetsError(f"refusing to save a checkpoint with non-finite values in {shown}")
+
+
+def committed_names(folder: Path) -> list[str]:
+    """The tensor files latest.json vouches for, oldest first ([] when there is no commit)."""
+    try:
+        state = json.loads((folder / LATEST).read_text(encoding="utf-8"))
+        names = state.get("checkpoints") or [state["tensors"]]
+        return [n for n in names if isinstance(n, str) and _safe_name(n)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def describe_checkpoint(folder: Path) -> str | None:
+    """'<path> (epoch E, step S)' for the last committed checkpoint, or None."""
+    try:
+        state = json.loads((folder / LATEST).read_text(encoding="utf-8"))
+        progress = state.get("progress", {})
+        where = f"epoch {progress['epoch']}, step {progress['step']}" if progress else "committed"
+        return f"{folder / state['tensors']} ({where})"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _safe_name(name: str) -> bool:
+    """A bare file name in the checkpoint folder (a tampered latest.json cannot point elsewhere)."""
+    return name.endswith(".safetensors") and Path(name).name == name and not name.startswith(".")
+
+
+def load_checkpoint(folder: Path, name: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and JSON state of the last committed checkpoint in `folder` (or of the kept
+    tensor file `name`). Any damage is a WeightsError naming the file."""
+    if name is not None:
+        return _load_named(folder, name)
     latest = folder / LATEST
     if not latest.is_file():
         raise WeightsError(f"{folder}: no checkpoint to resume from ({LATEST} missing)")
     try:
         state = json.loads(latest.read_text(encoding="utf-8"))
-        tensors = load_file(str(folder / state["tensors"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise WeightsError(f"{folder}: unreadable checkpoint ({exc})") from None
+        name = state.get("tensors") if isinstance(state, dict) else None
+        if not isinstance(name, str) or not _safe_name(name):
+            raise ValueError(f"'tensors' must name a .safetensors file in {folder}")
+        tensors = load_file(str(folder / name))
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise WeightsError(f"{latest}: unreadable checkpoint ({exc})") from None
+    return tensors, state
+
+
+def _load_named(folder: Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    path = folder / name
+    try:
+        if not _safe_name(name):
+            raise ValueError("not a checkpoint file name")
+        with safe_open(str(path), framework="pt") as f:
+            state = json.loads((f.metadata() or {})["state"])
+        tensors = load_file(str(path))
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
+        raise WeightsError(f"{path}: unreadable checkpoint ({exc})") from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: unreadable checkpoint (its state is not a JSON object)")
     return tensors, state
 
 

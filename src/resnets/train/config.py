@@ -108,6 +108,18 @@ class TrainConfig:
     deterministic: bool = _f(False, "deterministic algorithms only (bit-identical resume on CPU)")
     threads: int | None = _f(None, "CPU threads for torch (default: torch's)")
     checkpoint_every: int = _f(1, "save a checkpoint every N epochs (and always at the end)")
+    keep_last: int = _f(
+        1,
+        "checkpoints to keep in RUN_DIR/checkpoint; older ones are deleted only once a newer one is safely written",
+    )
+    skip_nonfinite: bool = _f(
+        False,
+        "skip an optimizer step whose loss is NaN or infinite and go on (default: stop the run, naming the step and the last good checkpoint)",
+    )
+    auto_batch_size: bool = _f(
+        False,
+        "before training, lower --batch-size to the largest that fits in the device's memory (found by trial steps)",
+    )
     tensorboard: bool = _f(
         False, "also log to TensorBoard in RUN_DIR/tensorboard (needs the tensorboard package)"
     )
@@ -138,7 +150,7 @@ class TrainConfig:
             raise ResNetsError("set epochs > 0 or iterations")
         if self.iterations is not None and self.iterations <= 0:
             raise ResNetsError("iterations must be > 0")
-        for name in ("batch_size", "checkpoint_every"):
+        for name in ("batch_size", "checkpoint_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ResNetsError(f"{name} must be >= 1")
         if self.lr <= 0:

@@ -9,6 +9,7 @@ share parameters).
 from __future__ import annotations
 
 import os
+import random
 from contextlib import AbstractContextManager
 
 import torch
@@ -41,6 +42,7 @@ def set_determinism(config: TrainConfig, device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = not config.deterministic
         torch.backends.cudnn.allow_tf32 = not config.deterministic
     torch.manual_seed(config.seed)
+    random.seed(config.seed)  # Python's RNG too, so it is part of the bit-identical state
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:

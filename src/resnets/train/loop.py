@@ -31,8 +31,15 @@ from torch import nn
 
 from resnets.atomic import write_json
 from resnets.errors import ResNetsError
-from resnets.train import ranks
-from resnets.train.checkpoint import join_tensors, load_checkpoint, prefixed, save_checkpoint, split_tensors
+from resnets.train import faults, ranks
+from resnets.train.checkpoint import (
+    LATEST,
+    join_tensors,
+    load_checkpoint,
+    prefixed,
+    save_checkpoint,
+    split_tensors,
+)
 from resnets.train.config import TrainConfig
 from resnets.train.device import (
     autocast,
@@ -42,6 +49,7 @@ from resnets.train.device import (
     to_input,
     use_channels_last,
 )
+from resnets.train.guards import LossGuard, handle_out_of_memory
 from resnets.train.logging import RunLog, check_tensorboard, format_duration, plot_curves
 from resnets.train.schedule import Schedule
 
@@ -57,8 +65,10 @@ class TrainState:
     step_seconds: float = 0.0  # of which training steps
     images_seen: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    skipped_steps: list[int] = field(default_factory=list)  # non-finite losses under --skip-nonfinite
 
 
+@handle_out_of_memory
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -110,6 +120,7 @@ def train(
     )
 
     eval_model = ema.module if ema is not None else model
+    guard = LossGuard(config.skip_nonfinite, run_dir / "checkpoint")
     for epoch in range(state.epoch, epochs):
         # --- one epoch of training -----------------------------------------------------------
         model.train()
@@ -127,7 +138,9 @@ def train(
             inputs, targets = mixing(x, y) if mixing is not None else (x, y)
             with amp:
                 logits = forward(to_input(inputs, channels_last))
-                loss = criterion(logits, targets)
+                loss = faults.loss(criterion(logits, targets), state.step + 1)
+            if not guard.admit(loss, state.step + 1, state.skipped_steps):
+                continue
             scaler.scale(loss).backward()
             if config.grad_clip is not None:
                 scaler.unscale_(optimizer)
@@ -138,6 +151,7 @@ def train(
             if ema is not None:
                 ema.update_parameters(model)
             state.step += 1
+            faults.after_step(state.step)
             sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
             count += len(y)
             if config.warmup_until_error is not None and not state.warmup_done:
@@ -145,8 +159,10 @@ def train(
             bar.update(1)
             if time.perf_counter() - last_shown > 0.5:
                 last_shown = time.perf_counter()
+                guard.check()
                 bar.set_postfix_str(progress_text(sums, count, start, state, schedule, epoch_steps=bar.n))
         bar.close()
+        guard.check()
         train_seconds = time.perf_counter() - start
 
         # --- evaluate, reduce, log, checkpoint ----------------------------------------------
@@ -381,12 +397,14 @@ def save(folder: Path, config, state: TrainState, model, optimizer, scaler, ema)
         "rng_python": base64.b64encode(repr(random.getstate()).encode()).decode(),
         "config": config.to_dict(),
     }
-    save_checkpoint(folder, state.epoch, tensors, json_state)
+    save_checkpoint(folder, state.epoch, tensors, json_state, keep_last=config.keep_last)
 
 
 def restore(folder: Path, model, optimizer, scaler, ema, device: torch.device) -> TrainState:
     import ast
 
+    if not (folder / LATEST).exists():  # killed before its first checkpoint: start over
+        return TrainState()
     tensors, saved = load_checkpoint(folder)
     model.load_state_dict(prefixed(tensors, "model"))
     if ema is not None:

@@ -1,0 +1,50 @@
+"""Fault injection for the reliability tests (tests/reliability), off unless an environment
+variable switches it on.
+
+    RESNETS_FAULT_KILL_AT_STEP=k   SIGKILL this process right after optimizer step k
+    RESNETS_FAULT_KILL_IN_SAVE=1   SIGKILL inside save_checkpoint after the tensor file is on disk
+                                   and before the commit (latest.json)
+    RESNETS_FAULT_NAN_AT_STEP=k    the loss of step k (counting from 1) becomes NaN, once per process
+
+The faults are injected at the real call sites, so a test exercises the same code a crash or a
+diverging run would; each hook costs one environment lookup when off.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import torch
+
+_fired: set[str] = set()
+
+
+def _step_flag(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+def after_step(step: int) -> None:
+    """Called after optimizer step `step` (1-based): the kill -9 at a chosen step."""
+    if _step_flag("RESNETS_FAULT_KILL_AT_STEP") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def in_save() -> None:
+    """Called between writing a checkpoint's tensor file and committing it."""
+    if os.environ.get("RESNETS_FAULT_KILL_IN_SAVE"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def loss(value: torch.Tensor, step: int) -> torch.Tensor:
+    """`value`, or NaN in its place (still attached to the graph) at the chosen step, once."""
+    if _step_flag("RESNETS_FAULT_NAN_AT_STEP") == step and "nan" not in _fired:
+        _fired.add("nan")
+        return value * float("nan")
+    return value
+
+
+def reset() -> None:
+    """Re-arm the once-per-process faults (for tests that train twice in one process)."""
+    _fired.clear()
