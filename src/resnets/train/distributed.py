@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -78,7 +79,13 @@ def process_group(device_name: str) -> Iterator[torch.device]:
     device = local_device(device_name)
     start = env_world_size() > 1 and dist.is_available() and not dist.is_initialized()
     if start:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # torchrun's store outlives a restart of the group; keys under a per-attempt prefix keep
+        # the new workers from reading the dead ones' addresses (gloo: "connection refused").
+        store, rank, world = next(dist.rendezvous("env://"))
+        store = dist.PrefixStore(f"resnets/attempt-{restart_count()}", store)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", store=store, rank=rank, world_size=world
+        )
     try:
         yield device
     finally:
@@ -132,6 +139,8 @@ def wrap(model: nn.Module, device: torch.device, *, channels_last: bool, sync_bn
     the state_dict names.
     """
     if sync_bn and ranks.world_size() > 1:
+        if device.type != "cuda":
+            raise ResNetsError("--sync-bn needs CUDA: torch's SyncBatchNorm has no CPU implementation")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if channels_last:
@@ -140,8 +149,25 @@ def wrap(model: nn.Module, device: torch.device, *, channels_last: bool, sync_bn
         return model
     from torch.nn.parallel import DistributedDataParallel
 
+    if any(p.dim() == 4 and p.shape[1] == 1 for p in model.parameters()):
+        # A one-channel stem (grayscale) has a size-1 dimension whose stride is arbitrary: the
+        # reducer's layout check fires although both layouts hold the same numbers.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
+
+
+def broadcast_buffers(module: nn.Module) -> None:
+    """Give every rank rank 0's buffers (BN running statistics) before evaluating.
+
+    DDP copies rank 0's buffers to the others at the start of each forward, and each rank then
+    updates its own copy from its share of the batch: after the last step they differ, and
+    the ranks would evaluate their shards of the validation set with different models.
+    """
+    if ranks.world_size() > 1:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def no_sync(module: nn.Module, skip: bool) -> AbstractContextManager:

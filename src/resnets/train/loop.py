@@ -177,6 +177,7 @@ def _train(config, run_dir, device, resume, console, table_stream, stop_after_ep
         train_seconds = time.perf_counter() - start
 
         # --- evaluate, reduce, log, checkpoint ----------------------------------------------
+        distributed.broadcast_buffers(eval_model)  # one model on every rank, the one rank 0 saves
         val = evaluate_model(eval_model, val_loader, data.num_classes, amp, channels_last)
         totals = ranks.reduce_sums(torch.cat([sums, sums.new_tensor([count])]))
         images = int(totals[2].item())
