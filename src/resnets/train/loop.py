@@ -22,6 +22,7 @@ import itertools
 import math
 import platform
 import random
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -545,6 +546,8 @@ def default_run_dir(config: TrainConfig, root: str | Path = "runs", run_id: str 
     data = Path(config.data).name if ("/" in config.data or "\\" in config.data) else config.data
     model = config.model if config.model.replace("_", "").isalnum() else "custom"
     if run_id is not None:
+        if re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", run_id):
+            run_id = run_id[:8]  # torchrun's own uuid4: the first 8 digits are unique enough
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
         return Path(root) / f"{model}-{data}-{safe}"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
