@@ -180,13 +180,13 @@ def _train(config, run_dir, device, resume, console, table_stream, stop_after_ep
         # --- evaluate, reduce, log, checkpoint ----------------------------------------------
         distributed.broadcast_buffers(eval_model)  # one model on every rank, the one rank 0 saves
         val = evaluate_model(eval_model, val_loader, data.num_classes, amp, channels_last)
-        totals = ranks.reduce_sums(torch.cat([sums, sums.new_tensor([count])]))
-        images = int(totals[2].item())
+        totals = ranks.reduce_sums(torch.cat([sums, sums.new_tensor([count, count - carried[2]])]))
+        images, images_now = int(totals[2].item()), int(totals[3].item())  # the epoch's; this call's
         seconds = time.perf_counter() - start
         state.epoch, state.epoch_step, state.epoch_sums = epoch + 1, 0, [0.0, 0.0, 0.0]
         state.train_seconds += seconds
         state.step_seconds += train_seconds
-        state.images_seen += images
+        state.images_seen += images_now  # over step_seconds, which also counts this call only
         row = {
             "epoch": state.epoch,
             "step": state.step,
@@ -197,7 +197,7 @@ def _train(config, run_dir, device, resume, console, table_stream, stop_after_ep
             "val_top1": val.top1,
             "val_top5": val.top5,
             "val_images": val.count,
-            "images_per_second": images / max(train_seconds, 1e-9),
+            "images_per_second": images_now / max(train_seconds, 1e-9),
             "seconds": seconds,
             "skipped": len(train_loader.skipped) + len(val_loader.skipped),
             "skipped_files": sorted(set(train_loader.skipped) | set(val_loader.skipped)),
