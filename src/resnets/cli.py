@@ -182,7 +182,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
             "  resnets train --data path/to/images --model resnet18 --epochs 10 --val-split 0.1\n"
             "  resnets train --recipe modern --print-config toml > my.toml; resnets train --config my.toml\n"
             "  resnets train --resume runs/resnet20-digits-20250101-120000\n"
-            "recipes: " + ", ".join(RECIPES) + " (see docs/training.md)"
+            "  resnets train --nproc-per-node 4 --max-restarts 3 --checkpoint-every-steps 200\n"
+            "  torchrun --nproc-per-node 4 -m resnets train --sync-bn --out runs/r50\n"
+            "recipes: "
+            + ", ".join(RECIPES)
+            + " (see docs/training.md; several processes or nodes: docs/distributed.md)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -210,6 +214,22 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         help="continue the run in RUN_DIR from its last checkpoint, with its own config",
     )
     p.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    launch = p.add_argument_group(
+        "data parallelism on this machine (torchrun is started for you; for several machines run torchrun yourself, see docs/distributed.md)"
+    )
+    launch.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="N",
+        help="train in N processes (one per GPU, or CPU processes with gloo) under torchrun; --batch-size stays the global batch",
+    )
+    launch.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --nproc-per-node: restart the group up to K times when a worker dies; each restart resumes from the last checkpoint (see --checkpoint-every-steps) [default: 0]",
+    )
     group = p.add_argument_group("config fields (each overrides the recipe; 'none' unsets an optional one)")
     for f in config_fields():
         _add_config_flag(group, f)
@@ -330,6 +350,7 @@ def format_config(config: Any, fmt: str, recipe: str) -> str:
 def run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from resnets.train import distributed, ranks
     from resnets.train.config import TrainConfig
     from resnets.train.loop import check_fresh_run_dir, default_run_dir, train
     from resnets.train.recipes import resolve_recipe
@@ -350,16 +371,51 @@ def run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(format_config(config, args.print_config, args.recipe))
         return 0
-    if not args.resume:
-        run_dir = Path(config.out) if config.out else default_run_dir(config)
-        check_fresh_run_dir(run_dir)
-    table = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the JSON alone
-    summary = train(config, run_dir, resume=bool(args.resume), console=True, table_stream=table)
+    if args.nproc_per_node is not None:
+        if not args.resume:
+            run_dir = Path(config.out) if config.out else default_run_dir(config)
+            check_fresh_run_dir(run_dir)
+        return launch_train(args, run_dir)
+    with distributed.process_group(config.device) as device:
+        # A worker restarted by torchrun's elastic agent picks up the run's last checkpoint.
+        restarted = distributed.restart_count() > 0
+        if not args.resume:
+            run_dir = distributed.shared_run_dir(config, device)
+            if not restarted:
+                check_fresh_run_dir(run_dir)
+            distributed.barrier()  # every rank has looked before rank 0 writes config.json
+        resume = bool(args.resume) or (restarted and (run_dir / "checkpoint" / "latest.json").is_file())
+        table = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the JSON alone
+        summary = train(config, run_dir, resume=resume, console=True, table_stream=table)
+        if not ranks.is_main():
+            return 0
     if args.json:
         print_json(summary)
     else:
         print(format_train_summary(summary))
     return 0
+
+
+def launch_train(args: argparse.Namespace, run_dir: Any) -> int:
+    """`resnets train --nproc-per-node N`: the same command in N processes under torchrun."""
+    from resnets.train import distributed
+
+    argv = list(args.argv)
+    train_args = distributed.strip_flags(
+        argv[argv.index("train") + 1 :], ["--nproc-per-node", "--max-restarts"]
+    )
+    if not args.resume:
+        train_args += ["--out", str(run_dir)]
+    code = distributed.launch(train_args, args.nproc_per_node, args.max_restarts)
+    if code != 0:
+        print(
+            f"resnets train: error: distributed training failed (torchrun exit code {code}; "
+            f"{args.max_restarts} restart(s) allowed); see the worker errors above. "
+            f"{run_dir} keeps the last checkpoint, if one was written: continue with "
+            f"'resnets train --resume {run_dir} --nproc-per-node {args.nproc_per_node}'",
+            file=sys.stderr,
+        )
+    return code
 
 
 def format_train_summary(s: dict[str, Any]) -> str:
@@ -848,6 +904,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for relaunching (train --nproc-per-node)
     try:
         return int(args.func(args) or 0)
     except ResNetsError as exc:

@@ -32,12 +32,24 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
-    """This rank's share of an epoch's order (every rank gets the same number of items)."""
+def shard(order: torch.Tensor, rank: int, world_size: int, *, even: bool = True) -> torch.Tensor:
+    """This rank's share of an epoch's order.
+
+    Training (`even`): every rank gets the same number of items (the last len % world_size are
+    left out), so all ranks take the same number of steps. Evaluation (`even=False`): item i goes
+    to rank i % world_size and nothing is dropped or padded, so summing the ranks' counts
+    covers every validation image exactly once (a DistributedSampler would pad with repeats).
+    """
     if world_size == 1:
         return order
-    usable = len(order) - len(order) % world_size
-    return order[:usable][rank::world_size]
+    if even:
+        order = order[: len(order) - len(order) % world_size]
+    return order[rank::world_size]
+
+
+def worker_generator(seed: int, epoch: int, rank: int, skip: int) -> torch.Generator:
+    """Seeds a rank's DataLoader workers (their augmentation) for an epoch started at batch `skip`."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 65_537 + rank) * 1_000_003 + skip)
 
 
 class TensorLoader:
@@ -73,7 +85,7 @@ class TensorLoader:
 
     @property
     def num_items(self) -> int:
-        return len(shard(torch.arange(len(self.labels)), self.rank, self.world_size))
+        return len(shard(torch.arange(len(self.labels)), self.rank, self.world_size, even=self.train))
 
     def __len__(self) -> int:
         n = self.num_items
@@ -81,20 +93,27 @@ class TensorLoader:
             return max(1, n // self.batch_size)
         return -(-n // self.batch_size)
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
+        """The epoch's batches for this rank, from batch `skip` on (a resume in mid-epoch).
+
+        Crop offsets and flips are drawn per position of the epoch's permutation, before
+        sharding: every image gets its own augmentation, fixed by (seed, epoch), whichever rank
+        and world size it lands on and wherever the epoch is resumed.
+        """
         gen = epoch_generator(self.seed, epoch)
         n = len(self.labels)
         order = torch.randperm(n, generator=gen) if self.train else torch.arange(n)
-        order = shard(order, self.rank, self.world_size)
-        size = min(self.batch_size, len(order))
-        for b in range(len(self)):
-            index = order[b * size : (b + 1) * size].to(self.images.device, non_blocking=True)
+        # Offsets for the whole epoch from the CPU generator: a batch is the same on any device,
+        # after a mid-epoch resume, and whatever the rank.
+        top, left, flips = sample_crop_flip(n, self.pad, flip_p=0.5 if self.flip else 0.0, generator=gen)
+        positions = shard(torch.arange(n), self.rank, self.world_size, even=self.train)
+        size = min(self.batch_size, len(positions))
+        for b in range(skip, len(self)):
+            at = positions[b * size : (b + 1) * size]
+            index = order[at].to(self.images.device, non_blocking=True)
             x = normalize(self.images[index], self.mean, self.std)
             if self.pad or self.flip:
-                # Offsets come from the CPU generator, so a batch is the same on any device.
-                flip_p = 0.5 if self.flip else 0.0
-                top, left, flips = sample_crop_flip(len(index), self.pad, flip_p=flip_p, generator=gen)
-                x = crop_flip(x, top, left, flips, self.pad)
+                x = crop_flip(x, top[at], left[at], flips[at], self.pad)
             yield x, self.labels[index]
 
 
@@ -128,22 +147,26 @@ class FolderLoader:
         self.skipped: list[str] = []
 
     def __len__(self) -> int:
-        n = len(shard(torch.arange(len(self.dataset)), self.rank, self.world_size))
+        n = len(shard(torch.arange(len(self.dataset)), self.rank, self.world_size, even=self.train))
         if self.train:
             return max(1, n // self.batch_size)
         return -(-n // self.batch_size)
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
+        """The epoch's batches for this rank, from batch `skip` on (a resume in mid-epoch)."""
         from resnets.data.folder import collate_skipping
 
         gen = epoch_generator(self.seed, epoch)
         n = len(self.dataset)
         order = torch.randperm(n, generator=gen) if self.train else torch.arange(n)
-        order = shard(order, self.rank, self.world_size).tolist()
+        order = shard(order, self.rank, self.world_size, even=self.train).tolist()
+        size = min(self.batch_size, len(order))
+        if (self.rank, skip) != (0, 0):  # other ranks and resumed epochs: their own worker seeds
+            gen = worker_generator(self.seed, epoch, self.rank, skip)
         loader = torch.utils.data.DataLoader(
             self.dataset,
-            batch_size=min(self.batch_size, len(order)),
-            sampler=order,
+            batch_size=size,
+            sampler=order[skip * size :],
             num_workers=self.workers,
             collate_fn=collate_skipping,
             pin_memory=self.device.type == "cuda",

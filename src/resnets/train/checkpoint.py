@@ -1,6 +1,7 @@
 """Checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
-A checkpoint folder holds `epoch-NNNN.safetensors` (model, optimizer state, EMA, grad scaler
+A checkpoint folder holds `epoch-NNNN.safetensors` (or `epoch-NNNN-step-SSSSSSSS.safetensors`
+when saved in mid-epoch, after NNNN whole epochs and SSSSSSSS steps) (model, optimizer state, EMA, grad scaler
 and RNG states as tensors) and `latest.json` (step, epoch, schedule state, history, config, and
 the name of the tensor file). The JSON is written last and is the commit point: a crash while
 saving leaves the previous checkpoint whole. Every write is atomic (atomic.py); `keep_last` older
@@ -60,7 +61,13 @@ def join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save_checkpoint(
-    folder: Path, epoch: int, tensors: dict[str, torch.Tensor], state: dict[str, Any], *, keep_last: int = 1
+    folder: Path,
+    epoch: int,
+    tensors: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    *,
+    keep_last: int = 1,
+    mid_epoch_step: int | None = None,
 ) -> Path:
     """Write this epoch's tensors, commit by replacing latest.json, then keep the newest `keep_last`.
 
@@ -72,7 +79,8 @@ def save_checkpoint(
     check_finite(tensors)
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(folder)
-    name = f"epoch-{epoch:04d}.safetensors"
+    name = f"epoch-{epoch:04d}" + (f"-step-{mid_epoch_step:08d}" if mid_epoch_step is not None else "")
+    name += ".safetensors"
     cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "state": json.dumps({**state, "tensors": name})}
     kept = [n for n in committed_names(folder) if n != name] + [name]

@@ -62,10 +62,20 @@ class TrainConfig:
     iterations: int | None = _f(
         None, "training length in iterations; milestones and warm-up then count iterations too"
     )
-    batch_size: int = _f(128, "mini-batch size")
+    batch_size: int = _f(
+        128,
+        "global mini-batch size: the images of one optimizer step over all processes and --accum-steps (each process takes batch-size / (processes x accum-steps) per micro-step)",
+    )
+    accum_steps: int = _f(
+        1, "gradient accumulation: micro-batches per optimizer step, so a global batch fits on fewer devices"
+    )
     # optimiser
     optimizer: str = _f("sgd", "optimiser", OPTIMIZERS)
-    lr: float = _f(0.1, "peak learning rate")
+    lr: float = _f(0.1, "peak learning rate (for --lr-base-batch images when that is set)")
+    lr_base_batch: int | None = _f(
+        None,
+        "linear scaling rule (Goyal et al. 2017): the peak lr is lr x batch-size / lr-base-batch (e.g. 256 with lr 0.1); pair it with --warmup",
+    )
     momentum: float = _f(0.9, "SGD momentum")
     nesterov: bool = _f(False, "Nesterov momentum")
     weight_decay: float = _f(1e-4, "L2 weight decay")
@@ -120,6 +130,13 @@ class TrainConfig:
         False,
         "before training, lower --batch-size to the largest that fits in the device's memory (found by trial steps)",
     )
+    checkpoint_every_steps: int | None = _f(
+        None,
+        "also save a checkpoint every N optimizer steps, in mid-epoch too, so a crash or a restarted worker loses at most N steps",
+    )
+    sync_bn: bool = _f(
+        False, "with several processes: BatchNorm statistics over the global batch (SyncBatchNorm)"
+    )
     tensorboard: bool = _f(
         False, "also log to TensorBoard in RUN_DIR/tensorboard (needs the tensorboard package)"
     )
@@ -150,8 +167,11 @@ class TrainConfig:
             raise ResNetsError("set epochs > 0 or iterations")
         if self.iterations is not None and self.iterations <= 0:
             raise ResNetsError("iterations must be > 0")
-        for name in ("batch_size", "checkpoint_every", "keep_last"):
+        for name in ("batch_size", "checkpoint_every", "keep_last", "accum_steps"):
             if getattr(self, name) < 1:
+                raise ResNetsError(f"{name} must be >= 1")
+        for name in ("checkpoint_every_steps", "lr_base_batch"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ResNetsError(f"{name} must be >= 1")
         if self.lr <= 0:
             raise ResNetsError("lr must be > 0")

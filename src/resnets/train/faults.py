@@ -1,7 +1,9 @@
 """Fault injection for the reliability tests (tests/reliability), off unless an environment
 variable switches it on.
 
-    RESNETS_FAULT_KILL_AT_STEP=k   SIGKILL this process right after optimizer step k
+    RESNETS_FAULT_KILL_AT_STEP=k   SIGKILL this process right after optimizer step k; as
+                                   RANK:k only on that global rank and only in the first attempt
+                                   of a torchrun group, as RANK:k:every in every attempt
     RESNETS_FAULT_KILL_IN_SAVE=1   SIGKILL inside save_checkpoint after the tensor file is on disk
                                    and before the commit (latest.json)
     RESNETS_FAULT_NAN_AT_STEP=k    the loss of step k (counting from 1) becomes NaN, once per process
@@ -26,8 +28,19 @@ def _step_flag(name: str) -> int | None:
 
 
 def after_step(step: int) -> None:
-    """Called after optimizer step `step` (1-based): the kill -9 at a chosen step."""
-    if _step_flag("RESNETS_FAULT_KILL_AT_STEP") == step:
+    """Called after optimizer step `step` (1-based): the kill -9 at a chosen step (and rank)."""
+    spec = os.environ.get("RESNETS_FAULT_KILL_AT_STEP")
+    if not spec:
+        return
+    if ":" not in spec:
+        if int(spec) == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return
+    from resnets.train import distributed, ranks
+
+    rank, at, *mode = spec.split(":")
+    first_attempt = distributed.restart_count() == 0
+    if int(rank) == ranks.rank() and int(at) == step and (mode == ["every"] or first_attempt):
         os.kill(os.getpid(), signal.SIGKILL)
 
 

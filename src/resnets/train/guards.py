@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from resnets.errors import ResNetsError
+from resnets.train import ranks
 from resnets.train.checkpoint import describe_checkpoint
 from resnets.train.config import TrainConfig
 
@@ -37,14 +38,19 @@ class LossGuard:
         self.first_step: torch.Tensor | None = None  # 0 until a non-finite loss is seen
         self.first_value: torch.Tensor | None = None
 
-    def admit(self, loss: torch.Tensor, step: int, skipped: list[int]) -> bool:
-        """False when this step must be skipped (its number is appended to `skipped`)."""
+    def admit(self, loss: torch.Tensor, step: int, skipped: list[int], all_ranks: bool = False) -> bool:
+        """False when this step must be skipped (its number is appended to `skipped`). With
+        `all_ranks`, every process skips when any one saw a non-finite loss (their gradients
+        are averaged, so they must agree on which steps happen)."""
         loss = loss.detach()
         finite = torch.isfinite(loss)
         if self.skip:
+            if all_ranks:
+                finite = ranks.reduce_sums((~finite).double().reshape(1))[0] == 0
             if bool(finite):
                 return True
-            skipped.append(step)
+            if not skipped or skipped[-1] != step:
+                skipped.append(step)
             return False
         if self.first_step is None:
             self.first_step = torch.zeros((), dtype=torch.float64, device=loss.device)

@@ -1,24 +1,28 @@
 """The training loop: one function, the whole step in view (nanoGPT style).
 
     for each epoch:                       data order and augmentation from (seed, epoch)
-        for each batch:
+        for each micro-batch:             this rank's share of the global batch
             lr = schedule(step)           a pure function of the step
             mix, forward, loss            under autocast
-            backward, clip, step          through the grad scaler (a no-op unless fp16)
-            EMA update
-        evaluate, reduce, log             one row per epoch
-        checkpoint                        safetensors + JSON, atomic
+            backward                      DDP all-reduces gradients on the last micro-step only
+            clip, step                    through the grad scaler (a no-op unless fp16)
+            EMA update, checkpoint        every --checkpoint-every-steps, mid-epoch too
+        evaluate, reduce, log             one row per epoch, every validation image once
+        checkpoint                        safetensors + JSON, atomic, by rank 0
 
-Rank awareness lives in ranks.py (only the main process writes), the speed-ups in
-device.speed_up, the schedule in schedule.py, the files in checkpoint.py and logging.py.
+Rank awareness lives in ranks.py (only the main process writes), the process group, DDP and
+restarts in distributed.py, the speed-ups in device.speed_up, the schedule in schedule.py, the
+files in checkpoint.py and logging.py.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import math
 import platform
 import random
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,7 +35,7 @@ from torch import nn
 
 from resnets.atomic import write_json
 from resnets.errors import ResNetsError
-from resnets.train import faults, ranks
+from resnets.train import distributed, faults, ranks
 from resnets.train.checkpoint import (
     LATEST,
     join_tensors,
@@ -43,7 +47,6 @@ from resnets.train.checkpoint import (
 from resnets.train.config import TrainConfig
 from resnets.train.device import (
     autocast,
-    resolve_device,
     set_determinism,
     speed_up,
     to_input,
@@ -60,6 +63,8 @@ class TrainState:
 
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
+    epoch_step: int = 0  # of which in the epoch under way (a mid-epoch checkpoint)
+    epoch_sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # its loss, correct, images
     warmup_done: bool = False
     train_seconds: float = 0.0  # wall time of the epochs, evaluation included
     step_seconds: float = 0.0  # of which training steps
@@ -83,28 +88,35 @@ def train(
 
     `console` shows the progress bar (stderr) and the table rows (`table_stream`, default
     stdout). `stop_after_epoch` ends this call after that epoch with a checkpoint, as an interruption
-    would; a later `resume=True` call finishes the run.
+    would; a later `resume=True` call finishes the run. Under torchrun, every process calls this:
+    it joins the process group (and leaves it at the end) and trains its share of each batch.
     """
-    run_dir = Path(run_dir)
+    with distributed.process_group(config.device) as device:
+        return _train(config, Path(run_dir), device, resume, console, table_stream, stop_after_epoch, command)
+
+
+def _train(config, run_dir, device, resume, console, table_stream, stop_after_epoch, command):
     config.validate()
     if config.tensorboard:
         check_tensorboard()
-    device = resolve_device(config.device)
     set_determinism(config, device)
-    main = ranks.is_main()
+    main, world = ranks.is_main(), ranks.world_size()
 
     # --- data and model ----------------------------------------------------------------------
     data = load_training_data(config)
+    micro_batch = split_batch(config, world, len(data.train))
     model = build_model(config, data)
     channels_last = use_channels_last(config, device)
-    forward = speed_up(model, config, device)  # the hook for resnets.optimize(model, mode="train")
+    ddp = distributed.wrap(model, device, channels_last=channels_last, sync_bn=config.sync_bn)
+    forward = speed_up(ddp, config, device)  # the hook for resnets.optimize(model, mode="train")
     optimizer = build_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     ema = build_ema(model, config)
     mixing = build_mixing(config, data.num_classes)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    train_loader, val_loader = build_loaders(config, data, device)
-    steps_per_epoch = len(train_loader)
+    train_loader, val_loader = build_loaders(config, data, device, micro_batch)
+    steps_per_epoch = max(1, len(data.train) // config.batch_size)  # the same on any world size
+    accum = config.accum_steps
     schedule = Schedule.from_config(config, steps_per_epoch)
     epochs = math.ceil(schedule.total_steps / steps_per_epoch)
     amp = autocast(device, config.precision)
@@ -112,9 +124,11 @@ def train(
     state = TrainState()
     if resume:
         state = restore(run_dir / "checkpoint", model, optimizer, scaler, ema, device)
-    elif main:
+    if world > 1:
+        distributed.seed_rank(config.seed, state.step)
+    if not resume and main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", run_record(config, data, model, device, command))
+        write_json(run_dir / "config.json", run_record(config, data, model, device, command, world))
     log = RunLog(
         run_dir, console=console and main, table_stream=table_stream, tensorboard=config.tensorboard and main
     )
@@ -124,24 +138,40 @@ def train(
     for epoch in range(state.epoch, epochs):
         # --- one epoch of training -----------------------------------------------------------
         model.train()
-        sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss total, correct (no sync per step)
-        count = 0
+        # loss total, correct (no sync per step), images; rank 0 carries a resumed epoch's share
+        carried = state.epoch_sums if main else [0.0, 0.0, 0.0]
+        sums = torch.tensor(carried[:2], dtype=torch.float64, device=device)
+        count = int(carried[2])
         start, last_shown = time.perf_counter(), 0.0
-        steps = min(steps_per_epoch, schedule.total_steps - state.step)
+        done = state.epoch_step
+        steps = min(steps_per_epoch - done, schedule.total_steps - state.step)
         bar = log.bar(epoch + 1, epochs, steps)
-        for x, y in train_loader.epoch(epoch):
-            if state.step >= schedule.total_steps:
-                break
+        micro_batches = itertools.islice(train_loader.epoch(epoch, skip=done * accum), steps * accum)
+        dropping = False
+        for micro, (x, y) in enumerate(micro_batches):
+            last_micro = micro % accum == accum - 1
             lr = schedule(state.step, state.warmup_done)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             inputs, targets = mixing(x, y) if mixing is not None else (x, y)
-            with amp:
-                logits = forward(to_input(inputs, channels_last))
-                loss = faults.loss(criterion(logits, targets), state.step + 1)
-            if not guard.admit(loss, state.step + 1, state.skipped_steps):
+            with distributed.no_sync(ddp, skip=not last_micro):
+                with amp:
+                    logits = forward(to_input(inputs, channels_last))
+                    loss = faults.loss(criterion(logits, targets), state.step + 1)
+                admitted = guard.admit(loss, state.step + 1, state.skipped_steps, world > 1)
+                if admitted:
+                    scaler.scale(loss / accum).backward()
+                    sums += torch.stack(
+                        [loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()]
+                    )
+                    count += len(y)
+            dropping |= not admitted
+            if not last_micro:
                 continue
-            scaler.scale(loss).backward()
+            if dropping:  # a skipped non-finite loss drops its whole accumulated step
+                optimizer.zero_grad(set_to_none=True)
+                dropping = False
+                continue
             if config.grad_clip is not None:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -151,11 +181,16 @@ def train(
             if ema is not None:
                 ema.update_parameters(model)
             state.step += 1
-            faults.after_step(state.step)
-            sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
-            count += len(y)
+            state.epoch_step += 1
             if config.warmup_until_error is not None and not state.warmup_done:
-                state.warmup_done = 1 - sums[1].item() / count < config.warmup_until_error
+                correct, seen = ranks.reduce_sums(torch.stack([sums[1], sums.new_tensor(count)])).tolist()
+                state.warmup_done = 1 - correct / seen < config.warmup_until_error
+            every = config.checkpoint_every_steps
+            if every and state.step % every == 0 and state.epoch_step < steps_per_epoch:
+                state.epoch_sums = ranks.reduce_sums(torch.cat([sums, sums.new_tensor([count])])).tolist()
+                if main:
+                    save(run_dir / "checkpoint", config, state, model, optimizer, scaler, ema, mid_epoch=True)
+            faults.after_step(state.step)
             bar.update(1)
             if time.perf_counter() - last_shown > 0.5:
                 last_shown = time.perf_counter()
@@ -166,14 +201,15 @@ def train(
         train_seconds = time.perf_counter() - start
 
         # --- evaluate, reduce, log, checkpoint ----------------------------------------------
+        distributed.broadcast_buffers(eval_model)  # one model on every rank, the one rank 0 saves
         val = evaluate_model(eval_model, val_loader, data.num_classes, amp, channels_last)
-        totals = ranks.reduce_sums(torch.cat([sums, sums.new_tensor([count])]))
-        images = int(totals[2].item())
+        totals = ranks.reduce_sums(torch.cat([sums, sums.new_tensor([count, count - carried[2]])]))
+        images, images_now = int(totals[2].item()), int(totals[3].item())  # the epoch's; this call's
         seconds = time.perf_counter() - start
-        state.epoch = epoch + 1
+        state.epoch, state.epoch_step, state.epoch_sums = epoch + 1, 0, [0.0, 0.0, 0.0]
         state.train_seconds += seconds
         state.step_seconds += train_seconds
-        state.images_seen += images
+        state.images_seen += images_now  # over step_seconds, which also counts this call only
         row = {
             "epoch": state.epoch,
             "step": state.step,
@@ -183,7 +219,8 @@ def train(
             "val_loss": val.loss,
             "val_top1": val.top1,
             "val_top5": val.top5,
-            "images_per_second": images / max(train_seconds, 1e-9),
+            "val_images": val.count,
+            "images_per_second": images_now / max(train_seconds, 1e-9),
             "seconds": seconds,
             "skipped": len(train_loader.skipped) + len(val_loader.skipped),
             "skipped_files": sorted(set(train_loader.skipped) | set(val_loader.skipped)),
@@ -194,14 +231,22 @@ def train(
             if row["skipped"] and console:
                 print(skipped_text(row["skipped_files"]), file=sys.stderr, flush=True)
             last = state.epoch == epochs
-            if last or state.epoch % config.checkpoint_every == 0 or state.epoch == stop_after_epoch:
+            by_steps = config.checkpoint_every_steps and state.step % config.checkpoint_every_steps == 0
+            if (
+                last
+                or by_steps
+                or state.epoch % config.checkpoint_every == 0
+                or state.epoch == stop_after_epoch
+            ):
                 save(run_dir / "checkpoint", config, state, model, optimizer, scaler, ema)
         if stop_after_epoch is not None and state.epoch >= stop_after_epoch and state.epoch < epochs:
             log.close()
             return {"run_dir": str(run_dir), "epochs": state.epoch, "stopped": True}
 
     # --- the end: weights, curves, summary -----------------------------------------------------
-    summary = finish(run_dir, config, data, eval_model, val_loader, state, epochs, device, amp, channels_last)
+    summary = finish(
+        run_dir, config, data, eval_model, val_loader, state, epochs, device, amp, channels_last, world
+    )
     log.close()
     return summary
 
@@ -291,7 +336,23 @@ def build_mixing(config: TrainConfig, num_classes: int):
     return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
 
 
-def build_loaders(config: TrainConfig, data, device: torch.device):
+def split_batch(config: TrainConfig, world: int, train_images: int) -> int:
+    """The per-process micro-batch: the global `batch_size` over processes and accumulation steps."""
+    parts = world * config.accum_steps
+    if config.batch_size % parts:
+        raise ResNetsError(
+            f"--batch-size {config.batch_size} is the global batch; it must divide evenly over "
+            f"{world} process(es) x {config.accum_steps} accumulation step(s)"
+        )
+    if parts > 1 and train_images < config.batch_size:
+        raise ResNetsError(
+            f"--batch-size {config.batch_size} exceeds the {train_images} training images; "
+            "lower it to train with several processes or accumulation steps"
+        )
+    return config.batch_size // parts
+
+
+def build_loaders(config: TrainConfig, data, device: torch.device, micro_batch: int):
     from resnets.data import make_loader
 
     augment = config.augment
@@ -307,20 +368,27 @@ def build_loaders(config: TrainConfig, data, device: torch.device):
     train_loader = make_loader(
         data,
         "train",
-        batch_size=config.batch_size,
+        batch_size=micro_batch,
         augment=augment,
         pad=config.pad,
         flip=config.flip,
         **common,
     )
-    val_loader = make_loader(data, "val", batch_size=config.batch_size, **common)
+    val_loader = make_loader(data, "val", batch_size=micro_batch * config.accum_steps, **common)
     return train_loader, val_loader
 
 
 def evaluate_model(model: nn.Module, loader, num_classes: int, amp, channels_last: bool):
     from resnets.evaluate import evaluate
 
-    return evaluate(model, loader.epoch(0), num_classes, autocast=amp, channels_last=channels_last)
+    return evaluate(
+        model,
+        loader.epoch(0),
+        num_classes,
+        autocast=amp,
+        channels_last=channels_last,
+        reduce=ranks.reduce_sums,  # each rank holds a disjoint share of the split
+    )
 
 
 def progress_text(
@@ -344,7 +412,9 @@ def skipped_text(files: list[str]) -> str:
 # --- run records, checkpoints and the end of a run ---------------------------------------------
 
 
-def run_record(config: TrainConfig, data, model: nn.Module, device: torch.device, command) -> dict[str, Any]:
+def run_record(
+    config: TrainConfig, data, model: nn.Module, device: torch.device, command, world_size: int
+) -> dict[str, Any]:
     """config.json: the resolved config plus what is needed to trust and repeat the run."""
     import numpy
     import torchvision
@@ -357,6 +427,7 @@ def run_record(config: TrainConfig, data, model: nn.Module, device: torch.device
         "command": command if command is not None else sys.argv,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": str(device),
+        "world_size": world_size,
         "data": {
             "name": data.name,
             "classes": data.classes,
@@ -382,7 +453,7 @@ def run_record(config: TrainConfig, data, model: nn.Module, device: torch.device
     }
 
 
-def save(folder: Path, config, state: TrainState, model, optimizer, scaler, ema) -> None:
+def save(folder: Path, config, state: TrainState, model, optimizer, scaler, ema, mid_epoch=False) -> None:
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
@@ -397,7 +468,14 @@ def save(folder: Path, config, state: TrainState, model, optimizer, scaler, ema)
         "rng_python": base64.b64encode(repr(random.getstate()).encode()).decode(),
         "config": config.to_dict(),
     }
-    save_checkpoint(folder, state.epoch, tensors, json_state, keep_last=config.keep_last)
+    save_checkpoint(
+        folder,
+        state.epoch,
+        tensors,
+        json_state,
+        keep_last=config.keep_last,
+        mid_epoch_step=state.step if mid_epoch else None,
+    )
 
 
 def restore(folder: Path, model, optimizer, scaler, ema, device: torch.device) -> TrainState:
@@ -420,7 +498,7 @@ def restore(folder: Path, model, optimizer, scaler, ema, device: torch.device) -
 
 
 def finish(
-    run_dir, config, data, eval_model, val_loader, state, epochs, device, amp, channels_last
+    run_dir, config, data, eval_model, val_loader, state, epochs, device, amp, channels_last, world_size
 ) -> dict[str, Any]:
     """Write model.safetensors, curves.png and summary.json; return the summary."""
     from resnets.weights import WeightsMeta, save_weights
@@ -435,6 +513,7 @@ def finish(
         "val_top1": last["val_top1"],
         "val_top5": last["val_top5"],
         "val_loss": last["val_loss"],
+        "val_images": last.get("val_images"),
         "train_top1": last["train_top1"],
         "train_loss": last["train_loss"],
         "best_val_top1": max(r["val_top1"] for r in state.history),
@@ -442,6 +521,9 @@ def finish(
         "train_seconds": state.train_seconds,
         "images_per_second": state.images_seen / max(state.step_seconds, 1e-9),
         "device": str(device),
+        "world_size": world_size,
+        "global_batch": config.batch_size,
+        "accum_steps": config.accum_steps,
         "precision": config.precision,
         "seed": config.seed,
         "params": sum(p.numel() for p in eval_model.parameters()),
@@ -457,6 +539,8 @@ def finish(
             device=device,
             workers=config.workers,
             crops=10,
+            rank=ranks.rank(),
+            world_size=world_size,
         )
         ten_crop = evaluate_model(eval_model, ten, data.num_classes, amp, channels_last)
         summary.update(
@@ -488,10 +572,19 @@ def finish(
     return summary
 
 
-def default_run_dir(config: TrainConfig, root: str | Path = "runs") -> Path:
-    """runs/<model>-<data>-<UTC time>, with a numeric suffix if that exists already."""
+def default_run_dir(config: TrainConfig, root: str | Path = "runs", run_id: str | None = None) -> Path:
+    """runs/<model>-<data>-<UTC time>, with a numeric suffix if that exists already.
+
+    With a `run_id` (torchrun's rendezvous id), runs/<model>-<data>-<run_id>: the same path on
+    every rank and after every restart of the group.
+    """
     data = Path(config.data).name if ("/" in config.data or "\\" in config.data) else config.data
     model = config.model if config.model.replace("_", "").isalnum() else "custom"
+    if run_id is not None:
+        if re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", run_id):
+            run_id = run_id[:8]  # torchrun's own uuid4: the first 8 digits are unique enough
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+        return Path(root) / f"{model}-{data}-{safe}"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{model}-{data}-{stamp}"
     path, n = base, 1

@@ -33,14 +33,15 @@ class Schedule:
             return int(value) if config.iterations is not None else round(value * steps_per_epoch)
 
         total = config.iterations if config.iterations is not None else steps(config.epochs or 0)
+        lr = scaled_lr(config)
         return cls(
-            lr=config.lr,
+            lr=lr,
             kind=config.schedule,
             total_steps=max(1, total),
             milestones=tuple(steps(m) for m in config.milestones),
             gamma=config.gamma,
             warmup_steps=steps(config.warmup),
-            warmup_lr=config.warmup_lr if config.warmup_lr is not None else config.lr / 100,
+            warmup_lr=config.warmup_lr if config.warmup_lr is not None else lr / 100,
             warmup_until_error=config.warmup_until_error,
         )
 
@@ -57,3 +58,15 @@ class Schedule:
             progress = min(1.0, (step - self.warmup_steps) / span)
             return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.lr
+
+
+def scaled_lr(config: TrainConfig) -> float:
+    """The linear scaling rule of Goyal et al. 2017, sec. 2.1: "when the minibatch size is
+    multiplied by k, multiply the learning rate by k" (their reference: 0.1 for 256 images).
+
+    `batch_size` is the global batch, so the same config trains alike on any number of devices;
+    the rule only applies when `lr_base_batch` is set, with a warm-up (sec. 2.2) for large k.
+    """
+    if config.lr_base_batch is None:
+        return config.lr
+    return config.lr * config.batch_size / config.lr_base_batch

@@ -1,0 +1,228 @@
+"""Data-parallel training under torchrun (CPU, gloo, real processes): accuracy, exact sharded
+evaluation, resume across world sizes, and the elastic agent's restarts after a worker dies.
+
+Three real runs are shared by the tests (each torchrun start costs seconds on two cores): a
+one-process baseline (in this process), a two-process run whose rank 1 is killed once, and a
+two-process run (through `resnets train --nproc-per-node`) whose rank 1 dies on every attempt.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import resnets
+from resnets.cli import main
+from resnets.data.loaders import TensorLoader, shard
+from resnets.evaluate import evaluate_run
+from resnets.train import distributed, resolve_recipe, train
+from resnets.train.schedule import Schedule
+
+# A ResNet-8 (one basic block per stage) on the 8x8 digits: ~90% held-out top-1 in 4 epochs.
+# 301 held-out images: an odd count, so a padded or truncated 2-way shard would miscount.
+TINY = dict(
+    model="basic:1-1-1:16-32-64",
+    input_size=8,
+    val_split=301,
+    epochs=4,
+    warmup=0,
+    batch_size=64,  # global: 23 steps per epoch on 1496 training images, on any world size
+)
+STEPS = 4 * (1496 // 64)
+TINY_ARGS = [
+    "--model", "basic:1-1-1:16-32-64", "--input-size", "8", "--val-split", "301",
+    "--epochs", "4", "--warmup", "0", "--batch-size", "64", "--checkpoint-every-steps", "10",
+]  # fmt: skip
+RUN_FILES = {"config.json", "metrics.csv", "curves.png", "model.safetensors", "summary.json", "checkpoint"}
+
+
+def env_with_src(**extra):
+    env = dict(os.environ)
+    src = str(Path(resnets.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(extra)
+    return env
+
+
+def torchrun(*args, **env):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    return subprocess.run(
+        [*command, *args], env=env_with_src(**env), capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("one") / "run"
+    threads = torch.get_num_threads()
+    try:  # one thread, as torchrun gives each worker: far faster on a busy machine
+        return train(resolve_recipe("default", **TINY, threads=1), run_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def killed_once(tmp_path_factory):
+    """Two processes, --max-restarts 1; rank 1 is SIGKILLed after step 55 of the first attempt."""
+    run_dir = tmp_path_factory.mktemp("once") / "run"
+    proc = torchrun(
+        "--max-restarts", "1", "-m", "resnets", "train", *TINY_ARGS, "--out", str(run_dir),
+        RESNETS_FAULT_KILL_AT_STEP="1:55",
+    )  # fmt: skip
+    return proc, run_dir
+
+
+@pytest.fixture(scope="module")
+def killed_every_attempt(tmp_path_factory):
+    """`resnets train --nproc-per-node 2 --max-restarts 1` with accumulation; rank 1 dies after
+    step 35 on both attempts, so the restarts run out."""
+    run_dir = tmp_path_factory.mktemp("every") / "run"
+    args = ["train", *TINY_ARGS, "--accum-steps", "2", "--out", str(run_dir)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "resnets", *args, "--nproc-per-node", "2", "--max-restarts", "1"],
+        env=env_with_src(RESNETS_FAULT_KILL_AT_STEP="1:35:every"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return proc, run_dir
+
+
+def read(run_dir, name):
+    return json.loads((run_dir / name).read_text())
+
+
+def test_killing_rank_1_once_ends_with_exit_0_and_a_complete_run_directory(killed_once):
+    proc, run_dir = killed_once
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exitcode: -9" in proc.stderr or "exitcode: -9" in proc.stdout or "-9" in proc.stderr
+    assert {p.name for p in run_dir.iterdir()} == RUN_FILES
+    summary = read(run_dir, "summary.json")
+    assert (summary["epochs"], summary["steps"], summary["world_size"]) == (4, STEPS, 2)
+    assert read(run_dir, "config.json")["world_size"] == 2
+    rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[:2] for r in rows] == [[str(e), str(e * STEPS // 4)] for e in range(1, 5)]
+    assert read(run_dir / "checkpoint", "latest.json")["progress"]["step"] == STEPS
+
+
+def test_two_processes_reach_the_accuracy_band_of_one_process_with_the_same_global_batch(
+    one_process, killed_once
+):
+    proc, run_dir = killed_once
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = read(run_dir, "summary.json")
+    assert one_process["steps"] == two["steps"] == STEPS
+    assert one_process["val_top1"] > 0.8 and two["val_top1"] > 0.8
+    assert abs(one_process["val_top1"] - two["val_top1"]) < 0.08
+
+
+def test_distributed_evaluation_counts_every_validation_image_exactly_once(killed_once):
+    proc, run_dir = killed_once
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = read(run_dir, "summary.json")
+    assert summary["val_images"] == 301 == read(run_dir, "config.json")["data"]["val_images"]
+    # The oracle: the saved weights evaluated in one process, on the whole split.
+    alone = evaluate_run(run_dir, device="cpu", out=run_dir.parent / "eval")
+    assert alone["count"] == 301
+    assert alone["top1"] == summary["val_top1"]
+
+
+def test_killing_rank_1_on_every_attempt_exhausts_max_restarts_with_a_clear_message(killed_every_attempt):
+    proc, run_dir = killed_every_attempt
+    assert proc.returncode != 0
+    assert "resnets train: error: distributed training failed" in proc.stderr
+    assert f"resnets train --resume {run_dir}" in proc.stderr
+    assert not (run_dir / "summary.json").exists()
+    # Both attempts got as far as the mid-epoch checkpoint at step 30 (every 10 steps).
+    assert read(run_dir / "checkpoint", "latest.json")["progress"]["step"] == 30
+
+
+def test_a_two_process_run_resumes_as_a_one_process_run_in_mid_epoch(killed_every_attempt, capsys):
+    _, run_dir = killed_every_attempt
+    saved = read(run_dir / "checkpoint", "latest.json")["progress"]
+    assert (saved["epoch"], saved["epoch_step"]) == (1, 30 - 23)  # 7 steps into the second epoch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train", "--resume", str(run_dir)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    summary = read(run_dir, "summary.json")
+    assert (summary["steps"], summary["world_size"], summary["accum_steps"]) == (STEPS, 1, 2)
+    assert summary["val_images"] == 301 and summary["val_top1"] > 0.8
+    assert read(run_dir, "config.json")["world_size"] == 2  # the run was started on two
+    rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[1]) for r in rows] == [23, 46, 69, 92]
+
+
+# --- the pieces, in one process -----------------------------------------------------------------
+
+
+def tiny_loader(**kw):
+    n = 50
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 4, 4).contiguous()
+    from resnets.data.datasets import Split
+
+    split = Split(labels=torch.arange(n), images=images)
+    args = dict(batch_size=8, train=True, seed=3, augment="pad-crop", pad=1)
+    return TensorLoader(split, (0.0,), (1 / 255,), **{**args, **kw})
+
+
+def test_evaluation_shards_cover_every_item_once_for_any_world_size():
+    order = torch.arange(301)
+    for world in range(1, 6):
+        parts = torch.cat([shard(order, r, world, even=False) for r in range(world)])
+        assert sorted(parts.tolist()) == list(range(301))
+
+
+def test_global_batches_and_their_augmentation_do_not_depend_on_the_world_size():
+    """Step k of one process sees the same images, cropped the same way, as the union of step k
+    of two ranks (each with half the batch): data order and augmentation are per position."""
+    one = list(tiny_loader(batch_size=8).epoch(2))
+    ranks = [list(tiny_loader(batch_size=4, rank=r, world_size=2).epoch(2)) for r in (0, 1)]
+    for k, (x, y) in enumerate(one[:6]):
+        ys = torch.cat([ranks[0][k][1], ranks[1][k][1]])
+        xs = torch.cat([ranks[0][k][0], ranks[1][k][0]])
+        order = ys.argsort()
+        assert torch.equal(y.sort().values, ys[order])
+        assert torch.equal(x[y.argsort()], xs[order])
+
+
+def test_a_resumed_epoch_skips_exactly_the_batches_already_done():
+    whole = list(tiny_loader().epoch(1))
+    rest = list(tiny_loader().epoch(1, skip=2))
+    assert len(rest) == len(whole) - 2
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(whole[2:], rest))
+
+
+def test_linear_scaling_rule_multiplies_lr_by_global_batch_over_base():
+    config = resolve_recipe("default", lr=0.1, batch_size=1024, lr_base_batch=256, warmup=0)
+    assert Schedule.from_config(config, 10)(0) == pytest.approx(0.4)
+    assert Schedule.from_config(config.replace(lr_base_batch=None), 10)(0) == pytest.approx(0.1)
+
+
+def test_launcher_passes_the_same_arguments_minus_its_own_to_torchrun():
+    argv = ["--epochs", "2", "--nproc-per-node", "4", "--max-restarts=3", "--nproc", "2", "--lr", "0.1"]
+    kept = distributed.strip_flags(argv, ["--nproc-per-node", "--max-restarts"])
+    assert kept == ["--epochs", "2", "--lr", "0.1"]
+    command = distributed.torchrun_command(kept, 4, 3)
+    assert command[1:6] == [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=4",
+        "--max-restarts=3",
+    ]
+    assert command[-7:] == ["-m", "resnets", "train", "--epochs", "2", "--lr", "0.1"]
+
+
+def test_batch_size_must_split_evenly_over_processes_and_accumulation(tmp_path, capsys):
+    assert (
+        main(["train", *TINY_ARGS, "--batch-size", "63", "--accum-steps", "2", "--out", str(tmp_path / "r")])
+        == 2
+    )
+    assert "global batch" in capsys.readouterr().err
