@@ -44,7 +44,19 @@ def good_args(tmp_root: Path, reference_run: Path) -> dict[str, list[str]]:
     return {
         "train": [*TINY, "--epochs", "1"],
         "eval": [str(reference_run)],
+        "predict": [str(reference_run), str(an_image(tmp_root))],
+        "export": [str(reference_run), "--format", "onnx"],
+        "convert": [str(reference_run / "model.safetensors")],
     }
+
+
+def an_image(folder: Path) -> Path:
+    from PIL import Image
+
+    path = folder / "digit.png"
+    if not path.exists():
+        Image.new("RGB", (16, 16), (200, 10, 10)).save(path)
+    return path
 
 
 CUDA = torch.cuda.is_available()
@@ -61,6 +73,16 @@ CONTRADICTORY: dict[str, list[list[str]]] = {
         ["--model", "resnet20", "--no-compile", "--compile-mode", "reduce-overhead"],
         ["--model", "resnet20", "--steps", "0"],
         ["--model", "resnet20", "--compare", "nothing"],
+    ],
+    "predict": [["{run}", "{run}", "--topk", "0"], ["{run}", "{run}", "--batch-size", "0"]],
+    "export": [
+        ["{run}", "--format", "safetensors", "--fold-bn"],
+        ["{run}", "--format", "onnx", "--precision", "bf16"],
+        ["{run}", "--format", "torchscript", "--opset", "17"],
+    ],
+    "convert": [
+        ["{run}/model.safetensors", "--out", "{run}/model.safetensors"],
+        ["{run}/model.safetensors", "--out", "weights.pt"],
     ],
 }
 
