@@ -107,13 +107,25 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     return tensors, WeightsMeta.from_header(header, path)
 
 
+def looks_like_safetensors(path: Path) -> bool:
+    """True when the file starts as safetensors does (an 8-byte header length, then a JSON
+    object), whatever its name: a temp file being verified, or a `.bin` from elsewhere."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8
+
+
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], WeightsMeta]:
     """Tensors and metadata of any weights file we accept: `.safetensors` (ours or anyone's) or a
     PyTorch checkpoint, unwrapped to its state dict (names as in the file; see `keymap`).
 
     A file without our metadata gets an empty WeightsMeta (its `spec` is None)."""
     path = Path(path)
-    if path.suffix.lower() == ".safetensors":
+    if path.suffix.lower() == ".safetensors" or looks_like_safetensors(path):
         return read_safetensors(path)
     from resnets.checkpoints_in import read_checkpoint
     from resnets.keymap import extract_state_dict
