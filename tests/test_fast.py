@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
+from cifar_reference import randomize_bn_statistics
 from resnets import create_model, fuse_bn, optimize
 from resnets.errors import InputError, ResNetsError
 from resnets.fast import make_optimizer, make_train_step, set_lr
@@ -19,15 +20,7 @@ from resnets.fast import make_optimizer, make_train_step, set_lr
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Fresh BNs are identities; give them statistics so folding has something to get wrong."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return model
+    return randomize_bn_statistics(model, seed).train()
 
 
 @pytest.fixture
