@@ -1,0 +1,81 @@
+"""What every command shares: one-line usage errors, model and weights flags, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that points at --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def parse_input_size(text: str) -> int | tuple[int, int]:
+    """'224' -> 224; '224x320' -> (224, 320) as (H, W)."""
+    try:
+        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or HxW with positive sizes, got {text!r}")
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Overrides every command that builds a model accepts; unset ones keep the model's defaults."""
+    group = parser.add_argument_group("model overrides (default: the named model's own)")
+    group.add_argument("--num-classes", type=int, help="classifier outputs")
+    group.add_argument("--in-channels", type=int, help="input image channels")
+    group.add_argument(
+        "--shortcut",
+        choices=["A", "B", "C"],
+        help="A: zero-padding identity, B: projection when the shape changes, C: projection everywhere (paper sec. 3.3)",
+    )
+    group.add_argument("--width", type=float, help="multiplier on every stage width")
+    group.add_argument("--drop-path-rate", type=float, help="stochastic depth rate at the last block")
+    group.add_argument(
+        "--zero-init-residual",
+        action="store_true",
+        default=None,
+        help="start every residual branch at zero (last BN gamma = 0)",
+    )
+
+
+def add_weights_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """--weights/--reset-head for commands that build a model: any file 'resnets convert' reads."""
+    parser.add_argument(
+        "--weights",
+        metavar="PATH",
+        help=f"{what}: .safetensors, or a torchvision/timm/CIFAR .pth/.pt/.th/.tar state dict "
+        "(read without unpickling code; see docs/weights.md)",
+    )
+    parser.add_argument(
+        "--reset-head",
+        action="store_true",
+        help="keep a fresh classifier when the file's has another size (for fine-tuning)",
+    )
+
+
+def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("num_classes", "in_channels", "shortcut", "width", "drop_path_rate", "zero_init_residual")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value

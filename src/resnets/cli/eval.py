@@ -1,0 +1,77 @@
+"""`resnets eval`: accuracy, per-class accuracy and a confusion matrix for a run or weights file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from resnets.cli.common import add_model_options, model_overrides, print_json
+
+
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a trained run or weights file: top-1, top-5, loss, per-class accuracy, confusion matrix",
+        description=(
+            "Evaluate RUN_DIR's model.safetensors (or a weights file) on its run's validation split, "
+            "or on --data. Prints top-1, top-5, loss and per-class accuracy, and writes "
+            "confusion_matrix.png (into the run directory unless --out)."
+        ),
+    )
+    p.add_argument(
+        "path",
+        metavar="RUN_DIR_OR_WEIGHTS",
+        help="a run directory, a .safetensors file written by 'resnets train' or 'resnets convert', "
+        "or a torchvision/timm/CIFAR .pth (then name it with --model)",
+    )
+    p.add_argument("--model", help="the network a weights file without our metadata holds (e.g. resnet18)")
+    p.add_argument(
+        "--data",
+        help="what to evaluate on (as for 'resnets train --data'); default: the run's validation split",
+    )
+    p.add_argument("--data-dir", help="where cifar10/cifar100 are (default: the run's)")
+    p.add_argument("--batch-size", type=int, help="images per batch (default: the run's)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
+    p.add_argument("--workers", type=int, help="DataLoader workers for image folders")
+    p.add_argument("--out", help="folder for confusion_matrix.png")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON (top1, top5, loss, count, per_class, confusion_matrix)",
+    )
+    add_model_options(p)
+    p.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from resnets.evaluate import evaluate_run
+
+    report = evaluate_run(
+        args.path,
+        data=args.data,
+        batch_size=args.batch_size,
+        device=args.device,
+        workers=args.workers,
+        data_dir=args.data_dir,
+        out=args.out,
+        model=args.model,
+        **model_overrides(args),
+    )
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"{report['weights']} on {report['data']}: {report['count']} images")
+    print(f"top-1 {100 * report['top1']:.2f}%  top-5 {100 * report['top5']:.2f}%  loss {report['loss']:.4f}")
+    if "top1_10crop" in report:
+        print(f"10-crop: top-1 {100 * report['top1_10crop']:.2f}%  top-5 {100 * report['top5_10crop']:.2f}%")
+    width = max(len(c) for c in report["per_class"])
+    print(f"{'class':<{width}}  accuracy")
+    for name, acc in report["per_class"].items():
+        print(f"{name:<{width}}  {'-' if acc is None else f'{100 * acc:7.2f}%'}")
+    if report.get("skipped"):
+        print(
+            f"skipped {len(report['skipped'])} unreadable image(s): {', '.join(report['skipped'][:10])}",
+            file=sys.stderr,
+        )
+    print(f"confusion matrix: {report['confusion_matrix']}")
+    return 0

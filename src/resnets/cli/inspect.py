@@ -1,0 +1,87 @@
+"""`resnets list` and `resnets summary`: the zoo and paper Table 1 for any network."""
+
+from __future__ import annotations
+
+import argparse
+
+from resnets.cli.common import (
+    add_model_options,
+    add_weights_options,
+    model_overrides,
+    parse_input_size,
+    print_json,
+)
+
+
+def add_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "list",
+        help="every named network with its family, parameters and multiply-adds",
+        description="List every named network: family, depth, parameters and MACs at its default input size.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run_list)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from resnets.listing import format_listing, model_listing
+
+    rows = model_listing()
+    if args.json:
+        print_json(rows)
+    else:
+        print(format_listing(rows))
+    return 0
+
+
+# --- resnets summary ------------------------------------------------------------------------
+
+
+def add_summary(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "summary",
+        help="paper Table 1 for a network: output sizes, blocks, params, MACs per stage",
+        description=(
+            "Print paper Table 1 for a network, measured on the real module: per stage the output "
+            "size, the block in the paper's notation, parameters, multiply-adds (MACs) and FLOPs "
+            "(= 2 x MACs), and the downsampling so far."
+        ),
+        epilog=(
+            "MODEL is a name from 'resnets list', a compact spec such as 'bottleneck:3-4-6-3' or "
+            "'basic:3-3-3:16-32-64', or Table-1 notation such as "
+            "'[3x3,64; 3x3,64]x2, [3x3,128; 3x3,128]x2, [3x3,256; 3x3,256]x2, [3x3,512; 3x3,512]x2'."
+        ),
+    )
+    p.add_argument("model", metavar="MODEL", help="model name, compact spec or Table-1 notation")
+    p.add_argument(
+        "--input-size",
+        type=parse_input_size,
+        help="input resolution, N or HxW (default: the model's own, 224 for ImageNet nets, 32 for CIFAR)",
+    )
+    p.add_argument("--explain", action="store_true", help="add a plain-language line per stage")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_weights_options(p, "load these weights into the network (checks that they fit)")
+    add_model_options(p)
+    p.set_defaults(func=run_summary)
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    from resnets.models.create import create_model
+    from resnets.models.zoo import default_input_size
+    from resnets.summary import summary
+
+    if args.weights:
+        from resnets.weights import load_weights
+
+        model = create_model(args.model, **model_overrides(args))
+        load_weights(model, args.weights, reset_head=args.reset_head)
+    else:
+        model = create_model(args.model, device="meta", **model_overrides(args))
+    table = summary(model, input_size=args.input_size or default_input_size(model.spec))
+    if args.json:
+        print_json({**table.to_dict(), **({"weights": args.weights} if args.weights else {})})
+    else:
+        print(table.format_table(explain=args.explain))
+        if args.weights:
+            print(f"weights {args.weights}: every tensor fits and is finite")
+    return 0

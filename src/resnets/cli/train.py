@@ -1,0 +1,287 @@
+"""`resnets train`: every TrainConfig field a flag, recipes, config files, torchrun launching."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from resnets.cli.common import print_json
+from resnets.errors import ResNetsError
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from resnets.train.config import config_fields
+    from resnets.train.recipes import RECIPES
+
+    p = sub.add_parser(
+        "train",
+        help="train a ResNet (default: ResNet-20 on the bundled digits, about a minute on a CPU)",
+        description=(
+            "Train a ResNet with a named recipe, any field of which can be overridden. With no "
+            "arguments: ResNet-20 on scikit-learn's bundled handwritten digits (16x16, 20% held "
+            "out). Each epoch shows a progress bar (stderr) and a table row (stdout); the run "
+            "directory gets config.json, metrics.csv, curves.png, model.safetensors, summary.json "
+            "and checkpoint/."
+        ),
+        epilog=(
+            "examples:\n"
+            "  resnets train\n"
+            "  resnets train --recipe paper-cifar --model resnet56 --data cifar10 --download\n"
+            "  resnets train --data path/to/images --model resnet18 --epochs 10 --val-split 0.1\n"
+            "  resnets train --recipe modern --print-config toml > my.toml; resnets train --config my.toml\n"
+            "  resnets train --resume runs/resnet20-digits-20250101-120000\n"
+            "  resnets train --nproc-per-node 4 --max-restarts 3 --checkpoint-every-steps 200\n"
+            "  torchrun --nproc-per-node 4 -m resnets train --sync-bn --out runs/r50\n"
+            "recipes: "
+            + ", ".join(RECIPES)
+            + " (see docs/training.md; several processes or nodes: docs/distributed.md)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--recipe",
+        default="default",
+        choices=list(RECIPES),
+        help="named configuration to start from (default: default)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML or JSON file of config fields, applied before the command-line flags",
+    )
+    p.add_argument(
+        "--print-config",
+        nargs="?",
+        const="toml",
+        choices=["toml", "json"],
+        help="print the resolved configuration (TOML unless 'json') and exit",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last checkpoint, with its own config",
+    )
+    p.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    launch = p.add_argument_group(
+        "data parallelism on this machine (torchrun is started for you; for several machines run torchrun yourself, see docs/distributed.md)"
+    )
+    launch.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="N",
+        help="train in N processes (one per GPU, or CPU processes with gloo) under torchrun; --batch-size stays the global batch",
+    )
+    launch.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --nproc-per-node: restart the group up to K times when a worker dies; each restart resumes from the last checkpoint (see --checkpoint-every-steps) [default: 0]",
+    )
+    group = p.add_argument_group("config fields (each overrides the recipe; 'none' unsets an optional one)")
+    for f in config_fields():
+        _add_config_flag(group, f)
+    p.set_defaults(func=run_train)
+
+
+def _add_config_flag(group: argparse._ArgumentGroup, f: Any) -> None:
+    from resnets.train.recipes import RECIPES
+
+    flag = "--" + f.name.replace("_", "-")
+    kind = str(f.type)
+    default = f.default if not callable(getattr(f, "default_factory", None)) else f.default_factory()
+    default = RECIPES["default"].get(f.name, default)
+    shown = (
+        "none" if default is None else ",".join(map(str, default)) if isinstance(default, list) else default
+    )
+    help_text = f"{f.metadata['help']} [default recipe: {shown}]"
+    if kind.startswith("bool"):
+        group.add_argument(
+            flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+        )
+        return
+    if kind.startswith("list"):
+        parse: Callable[[str], Any] = _float_list
+    elif kind.startswith("int"):
+        parse = _optional(int)
+    elif kind.startswith("float"):
+        parse = _optional(float)
+    else:
+        parse = _optional(str)
+    choices = f.metadata.get("choices")
+    metavar = "{" + ",".join(choices) + "}" if choices else f.name.upper()
+    group.add_argument(flag, dest=f.name, type=parse, default=None, metavar=metavar, help=help_text)
+
+
+_UNSET = "none"
+
+
+def _optional(cast: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        if text.lower() == _UNSET:
+            return _Unset
+        try:
+            return cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {cast.__name__}, got {text!r}") from None
+
+    parse.__name__ = cast.__name__
+    return parse
+
+
+def _float_list(text: str) -> Any:
+    if text.strip().lower() in ("", _UNSET):
+        return []
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+class _Unset:
+    """Marks a flag given as 'none': set the field to None (argparse's None means 'not given')."""
+
+
+def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Config fields given on the command line (after those of --config FILE)."""
+    from resnets.train.config import config_fields
+
+    overrides = load_config_file(args.config) if args.config else {}
+    for f in config_fields():
+        value = getattr(args, f.name)
+        if value is _Unset:
+            overrides[f.name] = None
+        elif value is not None:
+            overrides[f.name] = value
+    return overrides
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    from resnets.train.config import config_fields
+
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        if path.endswith(".json"):
+            data = json.loads(text)
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except (ValueError, ImportError) as exc:
+        raise ResNetsError(f"{path}: cannot read config ({exc})") from None
+    data = data.get("config", data) if isinstance(data, dict) else data
+    if not isinstance(data, dict):
+        raise ResNetsError(f"{path}: expected a table of config fields")
+    known = {f.name for f in config_fields()}
+    values = {k.replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ResNetsError(f"{path}: unknown config field(s) {', '.join(unknown)}")
+    return values
+
+
+def format_config(config: Any, fmt: str, recipe: str) -> str:
+    data = config.to_dict()
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    import tomli_w
+
+    unset = [k for k, v in data.items() if v is None]
+    head = f"# resnets train --recipe {recipe}: the resolved configuration.\n"
+    if unset:
+        head += f"# unset (TOML has no null): {', '.join(unset)}\n"
+    return head + tomli_w.dumps({k: v for k, v in data.items() if v is not None})
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from resnets.train import distributed, ranks
+    from resnets.train.config import TrainConfig
+    from resnets.train.loop import check_fresh_run_dir, default_run_dir, train
+    from resnets.train.recipes import resolve_recipe
+
+    overrides = train_overrides(args)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if overrides:
+            flags = ", ".join("--" + k.replace("_", "-") for k in overrides)
+            raise ResNetsError(f"--resume continues {run_dir} with its own config; drop {flags}")
+        record = run_dir / "config.json"
+        if not record.is_file():
+            raise ResNetsError(f"{run_dir}: not a run directory (no config.json)")
+        config = TrainConfig.from_dict(json.loads(record.read_text(encoding="utf-8"))["config"])
+    else:
+        config = resolve_recipe(args.recipe, **{k: v for k, v in overrides.items() if v is not None})
+        config = config.replace(**{k: None for k, v in overrides.items() if v is None}).validate()
+    if args.print_config:
+        print(format_config(config, args.print_config, args.recipe))
+        return 0
+    if args.nproc_per_node is not None:
+        if not args.resume:
+            run_dir = Path(config.out) if config.out else default_run_dir(config)
+            check_fresh_run_dir(run_dir)
+        return launch_train(args, run_dir)
+    with distributed.process_group(config.device) as device:
+        # A worker restarted by torchrun's elastic agent picks up the run's last checkpoint.
+        restarted = distributed.restart_count() > 0
+        if not args.resume:
+            run_dir = distributed.shared_run_dir(config, device)
+            if not restarted:
+                check_fresh_run_dir(run_dir)
+            distributed.barrier()  # every rank has looked before rank 0 writes config.json
+        resume = bool(args.resume) or (restarted and (run_dir / "checkpoint" / "latest.json").is_file())
+        table = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the JSON alone
+        summary = train(config, run_dir, resume=resume, console=True, table_stream=table)
+        if not ranks.is_main():
+            return 0
+    if args.json:
+        print_json(summary)
+    else:
+        print(format_train_summary(summary))
+    return 0
+
+
+def launch_train(args: argparse.Namespace, run_dir: Any) -> int:
+    """`resnets train --nproc-per-node N`: the same command in N processes under torchrun."""
+    from resnets.train import distributed
+
+    argv = list(args.argv)
+    train_args = distributed.strip_flags(
+        argv[argv.index("train") + 1 :], ["--nproc-per-node", "--max-restarts"]
+    )
+    if not args.resume:
+        train_args += ["--out", str(run_dir)]
+    code = distributed.launch(train_args, args.nproc_per_node, args.max_restarts)
+    if code != 0:
+        print(
+            f"resnets train: error: distributed training failed (torchrun exit code {code}; "
+            f"{args.max_restarts} restart(s) allowed); see the worker errors above. "
+            f"{run_dir} keeps the last checkpoint, if one was written: continue with "
+            f"'resnets train --resume {run_dir} --nproc-per-node {args.nproc_per_node}'",
+            file=sys.stderr,
+        )
+    return code
+
+
+def format_train_summary(s: dict[str, Any]) -> str:
+    lines = [
+        f"run directory: {s['run_dir']}",
+        (
+            f"final: val top-1 {100 * s['val_top1']:.2f}%, top-5 {100 * s['val_top5']:.2f}%, "
+            f"loss {s['val_loss']:.4f} after {s['epochs']} epochs ({s['steps']} steps) in "
+            f"{s['train_seconds']:.1f} s, {s['images_per_second']:.0f} img/s on {s['device']}"
+        ),
+    ]
+    if "val_top1_10crop" in s:
+        lines.append(
+            f"10-crop: val top-1 {100 * s['val_top1_10crop']:.2f}%, top-5 {100 * s['val_top5_10crop']:.2f}%"
+        )
+    if s.get("skipped_images"):
+        lines.append(f"skipped {len(s['skipped_images'])} unreadable image(s); see summary.json")
+    return "\n".join(lines)
