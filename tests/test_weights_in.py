@@ -159,3 +159,36 @@ def test_eval_reads_a_foreign_checkpoint_named_with_model(tmp_path, capsys):
     assert main([*args, "--model", "resnet20"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["count"] > 0 and 0 <= report["top1"] <= 1 and report["data"] == "synthetic"
+
+
+def test_predict_and_export_read_a_torchvision_pth_named_with_model(torchvision_resnet18, tmp_path, capsys):
+    """The oracle: torchvision's own module on the same preprocessed pixels."""
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from resnets.known_meta import imagenet_classes
+
+    tv, path = torchvision_resnet18
+    image = tmp_path / "photo.png"
+    g = torch.Generator().manual_seed(3)
+    Image.fromarray(torch.randint(0, 256, (300, 400, 3), generator=g, dtype=torch.uint8).numpy()).save(image)
+    assert main(["predict", str(path), str(image), "--json"]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert main(["predict", str(path), str(image), "--model", "resnet18", "--json", "--topk", "1"]) == 0
+    (top,) = json.loads(capsys.readouterr().out)["topk"]
+    preprocess = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(256, antialias=True),
+            v2.CenterCrop(224),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
+    with torch.no_grad():
+        expected = tv.eval()(preprocess(Image.open(image).convert("RGB"))[None]).softmax(1)
+    assert top["class"] == imagenet_classes()[int(expected.argmax())]
+    assert abs(top["probability"] - float(expected.max())) < 1e-3
+    out = tmp_path / "resnet18.onnx"
+    assert main(["export", str(path), "--model", "resnet18", "--format", "onnx", "--out", str(out)]) == 0
+    assert out.is_file()

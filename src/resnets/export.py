@@ -210,23 +210,26 @@ def check_options(format: str, *, opset: int | None, fold_bn: bool, precision: s
         )
 
 
-def load_source(source: str | os.PathLike, device: str = "cpu") -> tuple[nn.Module, WeightsMeta, Path | None]:
-    """(model, metadata, weights file) for a run directory, one of our .safetensors files, or a
-    model name or spec (randomly initialised: handy for trying a runtime or for tests)."""
+def load_source(
+    source: str | os.PathLike, device: str = "cpu", model: str | None = None
+) -> tuple[nn.Module, WeightsMeta, Path | None]:
+    """(model, metadata, weights file) for a run directory, a weights file (`model` names the
+    network of one that does not say), or a model name or spec (randomly initialised: handy
+    for trying a runtime or for tests)."""
     from resnets.models.create import create_model
 
     path = Path(source)
     if path.exists():
-        model, meta = load_model(path, device)
-        return model, meta, find_weights(path)[0]
+        net, meta = load_model(path, device, model=model)
+        return net, meta, find_weights(path)[0]
     text = str(source)
     try:
-        model = create_model(text)
+        net = create_model(text)
     except SpecError as exc:
         if os.sep in text or "/" in text or Path(text).suffix in (".safetensors", ".pt", ".pth", ".bin"):
             raise ExportError(f"{text}: no such run directory, weights file or model name") from None
         raise ExportError(f"{text}: not a run directory or weights file, and {exc}") from None
-    return model.eval().to(device), meta_for_model(model), None
+    return net.eval().to(device), meta_for_model(net), None
 
 
 def meta_for_model(model: nn.Module) -> WeightsMeta:

@@ -79,10 +79,13 @@ class Classifier:
         precision: str = "fp32",
         compile: bool | None = None,
         workers: int | None = None,
+        model: str | None = None,
     ) -> None:
+        """`model` names the network of a weights file that does not say (a torchvision, timm
+        or CIFAR-reproduction `.pth`); ImageNet and CIFAR-10 class names are then filled in."""
         from resnets.weights import load_model
 
-        model, meta = load_model(weights_or_run, "cpu")
+        model, meta = load_model(weights_or_run, "cpu", model=model)
         self._setup(model, meta, device, batch_size, precision, compile, workers)
 
     @classmethod

@@ -35,6 +35,10 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         metavar="WEIGHTS_OR_RUN_OR_MODEL",
         help="a run directory, one of our .safetensors files, or a model name/spec (random weights)",
     )
+    p.add_argument(
+        "--model",
+        help="the network a foreign weights file holds (e.g. a torchvision .pth: --model resnet50)",
+    )
     p.add_argument("--format", required=True, choices=list(FORMATS), help="what to write")
     p.add_argument(
         "--out",
@@ -77,7 +81,7 @@ def run_export(args: argparse.Namespace) -> int:
     check_options(args.format, opset=args.opset, fold_bn=args.fold_bn, precision=args.precision)
     if args.out is not None:
         check_writable(args.out)
-    model, meta, weights = load_source(args.source)
+    model, meta, weights = load_source(args.source, model=args.model)
     out = args.out or default_out(
         args.source, weights, args.format, fold_bn=args.fold_bn, precision=args.precision
     )

@@ -30,6 +30,10 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("weights", metavar="WEIGHTS_OR_RUN", help="a run directory or a .safetensors file")
     p.add_argument("paths", metavar="IMAGE_OR_FOLDER", nargs="+", help="image files and folders of images")
+    p.add_argument(
+        "--model",
+        help="the network a foreign weights file holds (e.g. a torchvision .pth: --model resnet50)",
+    )
     p.add_argument("--topk", type=positive_int, default=5, help="classes to show per image (default: 5)")
     p.add_argument(
         "--batch-size", type=positive_int, default=32, help="images per forward pass (default: 32)"
@@ -63,7 +67,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if not files:
         raise InputError(f"no image files in {', '.join(args.paths)}")
     classifier = Classifier(
-        args.weights, device=args.device, batch_size=args.batch_size, compile=args.compile
+        args.weights, device=args.device, batch_size=args.batch_size, compile=args.compile, model=args.model
     )
     width = max(len(str(f)) for f in files)
     label_width = min(30, max(len(c) for c in classifier.classes))
