@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from resnets import create_model
 from resnets.data.digits import load_digits_data
 from resnets.data.transforms import normalize
-from resnets.weights import WeightsMeta
+from resnets.weights import WeightsMeta, save_weights
 
 SIZE = 8
 
@@ -60,3 +60,11 @@ def _train():
         extra={"color": "L", "data": "digits"},
     )
     return model, meta, data
+
+
+def save_digits_weights(folder) -> object:
+    """The shared digits network written as our .safetensors (weights + metadata) in `folder`."""
+    model, meta, _ = trained_digits_model()
+    path = folder / "digits.safetensors"
+    save_weights(model, path, meta)
+    return path

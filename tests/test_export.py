@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import resnets.export as export_module
+from cifar_reference import randomize_bn_statistics
 from resnets.cli import main
 from resnets.errors import ExportError
 from resnets.export import export, load_source
@@ -25,24 +26,10 @@ SIZE = 16  # resnet20 downsamples by 4: 16x16 inputs keep every test small
 CLASSES = [f"class{i}" for i in range(10)]
 
 
-def _trained_like(model: torch.nn.Module) -> torch.nn.Module:
-    """Random BN statistics and affine terms, as after training: folding then really changes
-    the conv weights (fresh BNs are nearly the identity)."""
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     """One of our weights files, as `resnets train` writes them (with class names)."""
-    model = _trained_like(create_model("resnet20"))
+    model = randomize_bn_statistics(create_model("resnet20"), seed=1)
     path = tmp_path_factory.mktemp("run") / "model.safetensors"
     meta = WeightsMeta(
         model="resnet20",

@@ -14,18 +14,14 @@ import torch
 from PIL import Image
 
 import resnets
-from digits_model import trained_digits_model
+from digits_model import save_digits_weights, trained_digits_model
 from resnets.cli import main
 from resnets.data.transforms import normalize
-from resnets.weights import save_weights
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    model, meta, _ = trained_digits_model()
-    path = tmp_path_factory.mktemp("weights") / "digits.safetensors"
-    save_weights(model, path, meta)
-    return path
+    return save_digits_weights(tmp_path_factory.mktemp("weights"))
 
 
 def eager_probabilities(indices):

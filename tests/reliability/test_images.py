@@ -20,10 +20,10 @@ from resnets import create_model
 from resnets.cli import main
 from resnets.images import MAX_PIXELS
 from resnets.infer import Classifier
-from resnets.weights import WeightsMeta, save_weights
+from resnets.weights import WeightsMeta
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from digits_model import trained_digits_model  # noqa: E402
+from digits_model import save_digits_weights, trained_digits_model  # noqa: E402
 
 EXIF_ORIENTATION = 0x0112
 
@@ -158,10 +158,7 @@ def png_header_claiming(width: int, height: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory):
-    model, meta, _ = trained_digits_model()
-    path = tmp_path_factory.mktemp("weights") / "digits.safetensors"
-    save_weights(model, path, meta)
-    return path
+    return save_digits_weights(tmp_path_factory.mktemp("weights"))
 
 
 def test_broken_files_are_reported_and_skipped_while_odd_valid_ones_are_classified(
