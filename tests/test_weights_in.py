@@ -11,8 +11,8 @@ from cifar_reference import CifarReferenceResNet, randomize_bn_statistics
 from resnets import create_model, load_weights
 from resnets.cli import main
 from resnets.errors import WeightsError
+from resnets.train.build import build_model
 from resnets.train.config import TrainConfig
-from resnets.train.loop import build_model
 from resnets.weights import load_model, save_weights
 
 

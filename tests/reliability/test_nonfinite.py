@@ -12,7 +12,7 @@ from conftest import STEPS_PER_EPOCH, TINY, checkpoint_state, cli
 from resnets.errors import ResNetsError
 from resnets.train.checkpoint import save_checkpoint
 from resnets.train.config import TrainConfig
-from resnets.train.loop import TrainState, restore, save
+from resnets.train.state import TrainState, restore, save
 
 BAD_STEP = STEPS_PER_EPOCH + 3  # mid-way through epoch 2, after the first checkpoint
 
@@ -105,7 +105,7 @@ def test_fp16_run_resumes_with_the_grad_scaler_state_it_stopped_with(tmp_path):
     train(config, tmp_path / "a", stop_after_epoch=2)
     stopped = json.loads((tmp_path / "a" / "checkpoint" / "latest.json").read_text())["scaler"]
     assert stopped and stopped["scale"] > 0
-    from resnets.train.loop import build_model, build_optimizer, load_training_data
+    from resnets.train.build import build_model, build_optimizer, load_training_data
 
     model = build_model(config, load_training_data(config)).cuda()
     optimizer = build_optimizer(model, config)

@@ -7,7 +7,7 @@ import pytest
 
 from resnets.cli import main
 from resnets.train import resolve_recipe
-from resnets.train.loop import build_optimizer
+from resnets.train.build import build_optimizer
 from resnets.train.schedule import Schedule
 
 

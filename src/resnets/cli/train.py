@@ -201,10 +201,10 @@ def format_config(config: Any, fmt: str, recipe: str) -> str:
 def run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from resnets.train import distributed, ranks
+    from resnets.train import distributed, ranks, train
     from resnets.train.config import TrainConfig
-    from resnets.train.loop import check_fresh_run_dir, default_run_dir, train
     from resnets.train.recipes import resolve_recipe
+    from resnets.train.run_dir import check_fresh_run_dir, default_run_dir
 
     overrides = train_overrides(args)
     if args.resume:

@@ -110,7 +110,7 @@ def shared_run_dir(config, device: torch.device) -> Path:
     (torchrun's default id "none") rank 0's time-stamped name, which a restarted group could not
     find again, so restarts then need `--out`.
     """
-    from resnets.train.loop import default_run_dir
+    from resnets.train.run_dir import default_run_dir
 
     if config.out:
         return Path(config.out)

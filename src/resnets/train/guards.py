@@ -109,8 +109,8 @@ def largest_batch_size(config: TrainConfig) -> int:
 
 
 def _search_on_fresh_model(config: TrainConfig, device: torch.device) -> int:
+    from resnets.train.build import build_model, load_training_data
     from resnets.train.device import autocast, speed_up, to_input, use_channels_last
-    from resnets.train.loop import build_model, load_training_data
 
     data = load_training_data(config)
     model = build_model(config, data)

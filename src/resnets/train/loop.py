@@ -11,22 +11,17 @@
         checkpoint                        safetensors + JSON, atomic, by rank 0
 
 Rank awareness lives in ranks.py (only the main process writes), the process group, DDP and
-restarts in distributed.py, the speed-ups in device.speed_up, the schedule in schedule.py, the
-files in checkpoint.py and logging.py.
+restarts in distributed.py, the speed-ups in device.speed_up, the schedule in schedule.py; what a
+run is built from in build.py, the resumable state in state.py (files: checkpoint.py), the run
+directory in run_dir.py and logging.py.
 """
 
 from __future__ import annotations
 
-import base64
 import itertools
 import math
-import platform
-import random
-import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,15 +29,15 @@ import torch
 from torch import nn
 
 from resnets.atomic import write_json
-from resnets.errors import ResNetsError
 from resnets.train import distributed, faults, ranks
-from resnets.train.checkpoint import (
-    LATEST,
-    join_tensors,
-    load_checkpoint,
-    prefixed,
-    save_checkpoint,
-    split_tensors,
+from resnets.train.build import (
+    build_ema,
+    build_loaders,
+    build_mixing,
+    build_model,
+    build_optimizer,
+    load_training_data,
+    split_batch,
 )
 from resnets.train.config import TrainConfig
 from resnets.train.device import (
@@ -54,23 +49,9 @@ from resnets.train.device import (
 )
 from resnets.train.guards import LossGuard, handle_out_of_memory
 from resnets.train.logging import RunLog, check_tensorboard, format_duration, plot_curves
+from resnets.train.run_dir import run_record
 from resnets.train.schedule import Schedule
-
-
-@dataclass
-class TrainState:
-    """Progress that is not a tensor: saved in the checkpoint's JSON."""
-
-    epoch: int = 0  # epochs completed
-    step: int = 0  # optimizer steps taken
-    epoch_step: int = 0  # of which in the epoch under way (a mid-epoch checkpoint)
-    epoch_sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # its loss, correct, images
-    warmup_done: bool = False
-    train_seconds: float = 0.0  # wall time of the epochs, evaluation included
-    step_seconds: float = 0.0  # of which training steps
-    images_seen: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    skipped_steps: list[int] = field(default_factory=list)  # non-finite losses under --skip-nonfinite
+from resnets.train.state import TrainState, restore, save
 
 
 @handle_out_of_memory
@@ -254,130 +235,6 @@ def _train(config, run_dir, device, resume, console, table_stream, stop_after_ep
 # --- the pieces the loop is built from ---------------------------------------------------------
 
 
-def load_training_data(config: TrainConfig):
-    from resnets.data import load_data
-    from resnets.models.create import resolve_spec
-    from resnets.models.zoo import default_input_size
-
-    return load_data(
-        config.data,
-        input_size=config.input_size,
-        val_split=config.val_split,
-        split_seed=config.split_seed,
-        data_dir=config.data_dir,
-        download=config.download,
-        synthetic_count=config.synthetic_count,
-        synthetic_classes=config.synthetic_classes,
-        default_size=default_input_size(resolve_spec(config.model)),
-    )
-
-
-def build_model(config: TrainConfig, data) -> nn.Module:
-    from resnets.models.create import create_model
-
-    model = create_model(
-        config.model, num_classes=data.num_classes, in_channels=data.in_channels, **config.model_overrides()
-    )
-    if config.weights:  # fine-tuning: start from these weights (a resumed run then restores its own)
-        from resnets.weights import load_weights
-
-        load_weights(model, config.weights, reset_head=config.reset_head)
-    return model
-
-
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper's) or AdamW; weight decay optionally off for BN and biases."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (decay if config.decay_norm_and_bias or p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr)
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
-
-
-def build_ema(model: nn.Module, config: TrainConfig):
-    """An exponential moving average of weights and BN buffers, updated every step.
-
-    The decay ramps up as min(decay, (1 + n) / (10 + n)) over the first n updates (as in
-    TensorFlow's and timm's EMA), so early averages are not dominated by the random init.
-    """
-    if config.ema_decay is None:
-        return None
-    from torch.optim.swa_utils import AveragedModel
-
-    target = config.ema_decay
-
-    @torch.no_grad()
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
-        n = int(num_averaged)
-        decay = min(target, (1 + n) / (10 + n))
-        if averaged[0].is_floating_point():
-            torch._foreach_lerp_(averaged, current, 1.0 - decay)
-        else:  # BN's num_batches_tracked: a count, not something to average
-            torch._foreach_copy_(averaged, current)
-
-    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
-
-
-def build_mixing(config: TrainConfig, num_classes: int):
-    """torchvision's MixUp and/or CutMix on whole batches (one of the two per batch when both)."""
-    from torchvision.transforms import v2
-
-    mixes = []
-    if config.mixup_alpha > 0:
-        mixes.append(v2.MixUp(alpha=config.mixup_alpha, num_classes=num_classes))
-    if config.cutmix_alpha > 0:
-        mixes.append(v2.CutMix(alpha=config.cutmix_alpha, num_classes=num_classes))
-    if not mixes:
-        return None
-    return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
-
-
-def split_batch(config: TrainConfig, world: int, train_images: int) -> int:
-    """The per-process micro-batch: the global `batch_size` over processes and accumulation steps."""
-    parts = world * config.accum_steps
-    if config.batch_size % parts:
-        raise ResNetsError(
-            f"--batch-size {config.batch_size} is the global batch; it must divide evenly over "
-            f"{world} process(es) x {config.accum_steps} accumulation step(s)"
-        )
-    if parts > 1 and train_images < config.batch_size:
-        raise ResNetsError(
-            f"--batch-size {config.batch_size} exceeds the {train_images} training images; "
-            "lower it to train with several processes or accumulation steps"
-        )
-    return config.batch_size // parts
-
-
-def build_loaders(config: TrainConfig, data, device: torch.device, micro_batch: int):
-    from resnets.data import make_loader
-
-    augment = config.augment
-    if augment == "auto":
-        augment = "pad-crop" if data.train.in_memory else "resized-crop"
-    common = dict(
-        seed=config.seed,
-        device=device,
-        workers=config.workers,
-        rank=ranks.rank(),
-        world_size=ranks.world_size(),
-    )
-    train_loader = make_loader(
-        data,
-        "train",
-        batch_size=micro_batch,
-        augment=augment,
-        pad=config.pad,
-        flip=config.flip,
-        **common,
-    )
-    val_loader = make_loader(data, "val", batch_size=micro_batch * config.accum_steps, **common)
-    return train_loader, val_loader
-
-
 def evaluate_model(model: nn.Module, loader, num_classes: int, amp, channels_last: bool):
     from resnets.evaluate import evaluate
 
@@ -410,91 +267,6 @@ def skipped_text(files: list[str]) -> str:
 
 
 # --- run records, checkpoints and the end of a run ---------------------------------------------
-
-
-def run_record(
-    config: TrainConfig, data, model: nn.Module, device: torch.device, command, world_size: int
-) -> dict[str, Any]:
-    """config.json: the resolved config plus what is needed to trust and repeat the run."""
-    import numpy
-    import torchvision
-
-    from resnets import __version__
-
-    return {
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "command": command if command is not None else sys.argv,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": str(device),
-        "world_size": world_size,
-        "data": {
-            "name": data.name,
-            "classes": data.classes,
-            "train_images": len(data.train),
-            "val_images": len(data.val),
-            "input_size": data.input_size,
-            "in_channels": data.in_channels,
-            "mean": list(data.mean),
-            "std": list(data.std),
-        },
-        "model": {
-            "name": config.model,
-            "spec": model.spec.to_dict(),
-            "params": sum(p.numel() for p in model.parameters()),
-        },
-        "versions": {
-            "resnets": __version__,
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "numpy": numpy.__version__,
-            "python": platform.python_version(),
-        },
-    }
-
-
-def save(folder: Path, config, state: TrainState, model, optimizer, scaler, ema, mid_epoch=False) -> None:
-    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
-    if ema is not None:
-        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
-    optim_state = split_tensors(optimizer.state_dict(), "optimizer", tensors)
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        tensors["rng.cuda"] = torch.stack(torch.cuda.get_rng_state_all())
-    json_state = {
-        "progress": asdict(state),
-        "optimizer": optim_state,
-        "scaler": scaler.state_dict(),
-        "rng_python": base64.b64encode(repr(random.getstate()).encode()).decode(),
-        "config": config.to_dict(),
-    }
-    save_checkpoint(
-        folder,
-        state.epoch,
-        tensors,
-        json_state,
-        keep_last=config.keep_last,
-        mid_epoch_step=state.step if mid_epoch else None,
-    )
-
-
-def restore(folder: Path, model, optimizer, scaler, ema, device: torch.device) -> TrainState:
-    import ast
-
-    if not (folder / LATEST).exists():  # killed before its first checkpoint: start over
-        return TrainState()
-    tensors, saved = load_checkpoint(folder)
-    model.load_state_dict(prefixed(tensors, "model"))
-    if ema is not None:
-        ema.load_state_dict(prefixed(tensors, "ema"))
-    optimizer.load_state_dict(join_tensors(saved["optimizer"], tensors))
-    if saved.get("scaler"):
-        scaler.load_state_dict(saved["scaler"])
-    torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and device.type == "cuda":
-        torch.cuda.set_rng_state_all(list(tensors["rng.cuda"]))
-    random.setstate(ast.literal_eval(base64.b64decode(saved["rng_python"]).decode()))
-    return TrainState(**saved["progress"])
 
 
 def finish(
@@ -570,30 +342,3 @@ def finish(
     plot_curves(run_dir / "curves.png", state.history, title=f"{config.model} on {data.name}")
     write_json(run_dir / "summary.json", summary)
     return summary
-
-
-def default_run_dir(config: TrainConfig, root: str | Path = "runs", run_id: str | None = None) -> Path:
-    """runs/<model>-<data>-<UTC time>, with a numeric suffix if that exists already.
-
-    With a `run_id` (torchrun's rendezvous id), runs/<model>-<data>-<run_id>: the same path on
-    every rank and after every restart of the group.
-    """
-    data = Path(config.data).name if ("/" in config.data or "\\" in config.data) else config.data
-    model = config.model if config.model.replace("_", "").isalnum() else "custom"
-    if run_id is not None:
-        if re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", run_id):
-            run_id = run_id[:8]  # torchrun's own uuid4: the first 8 digits are unique enough
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-        return Path(root) / f"{model}-{data}-{safe}"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{model}-{data}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
-def check_fresh_run_dir(run_dir: Path) -> None:
-    if (run_dir / "checkpoint").exists() or (run_dir / "config.json").exists():
-        raise ResNetsError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
