@@ -133,14 +133,19 @@ def evaluate_run(
     data_dir: str | None = None,
     out: str | Path | None = None,
     model: str | None = None,
+    compile: bool | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Evaluate a run's weights on `data` (default: the run's own validation split).
 
     A weights file without our metadata (a torchvision/timm/CIFAR `.pth`) needs `model` to name
-    its network (with model `overrides` such as in_channels). Returns top1, top5, loss, count, per_class and the confusion-matrix PNG path.
+    its network (with model `overrides` such as in_channels). The network runs through
+    `resnets.optimize(mode="infer")` (BN folded, channels-last; compiled if `compile`, which
+    defaults to on for CUDA only). Returns top1, top5, loss, count, per_class and the
+    confusion-matrix PNG path.
     """
     from resnets.data import load_data, make_loader
+    from resnets.fast import optimize
     from resnets.train.config import TrainConfig
     from resnets.train.device import resolve_device
     from resnets.weights import find_weights, load_model
@@ -159,7 +164,6 @@ def evaluate_run(
         raise DataError(f"{weights} is not inside a run directory; pass --data to say what to evaluate on")
     batch_size = batch_size or (config.batch_size if config is not None else 256)
     dev = resolve_device(device)
-    model = net.to(dev)
     if data is None:
         assert config is not None
         dataset = _load_like_run(config, data_dir)
@@ -187,13 +191,14 @@ def evaluate_run(
     dataset.mean, dataset.std = tuple(meta.mean or dataset.mean), tuple(meta.std or dataset.std)
     if meta.resize_size:
         dataset.resize_size = meta.resize_size
-    if dataset.in_channels != model.spec.in_channels:
+    if dataset.in_channels != net.spec.in_channels:
         raise DataError(
-            f"{data}: {dataset.in_channels}-channel images, but the model takes {model.spec.in_channels}"
+            f"{data}: {dataset.in_channels}-channel images, but the model takes {net.spec.in_channels}"
         )
+    fast = optimize(net, mode="infer", device=dev, compile=compile)
     crops = config.eval_crops if (config is not None and not dataset.val.in_memory) else 1
     loader = make_loader(dataset, "val", batch_size=batch_size, device=dev, workers=workers, crops=1)
-    result = evaluate(model, loader.epoch(0), dataset.num_classes)
+    result = evaluate(fast, loader.epoch(0), dataset.num_classes)
     report = {"weights": str(weights), "data": name, **result.to_dict(dataset.classes)}
     if loader.skipped:
         report["skipped"] = loader.skipped
@@ -201,7 +206,7 @@ def evaluate_run(
         ten = make_loader(
             dataset, "val", batch_size=max(1, batch_size // 10), device=dev, workers=workers, crops=10
         )
-        ten_result = evaluate(model, ten.epoch(0), dataset.num_classes)
+        ten_result = evaluate(fast, ten.epoch(0), dataset.num_classes)
         report.update(top1_10crop=ten_result.top1, top5_10crop=ten_result.top5, loss_10crop=ten_result.loss)
     out_dir = Path(out) if out is not None else (run_dir or weights.parent)
     out_dir.mkdir(parents=True, exist_ok=True)

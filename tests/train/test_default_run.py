@@ -96,6 +96,25 @@ def test_eval_on_the_run_directory_agrees_with_the_training_summary(default_run,
     assert (default_run.dir / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_eval_runs_the_network_through_the_inference_fast_path(default_run, tmp_path, monkeypatch):
+    import resnets.fast
+    from resnets.evaluate import evaluate_run
+
+    made = []
+    real = resnets.fast.optimize
+
+    def spy(model, *args, **kwargs):
+        made.append(real(model, *args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(resnets.fast, "optimize", spy)
+    report = evaluate_run(default_run.dir, out=tmp_path, device="cpu")
+    assert [m.config.mode for m in made] == ["infer"] and made[0].config.fuse_bn
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in made[0].modules())  # folded
+    assert report["top1"] == default_run.summary["val_top1"]
+    assert abs(report["loss"] - default_run.summary["val_loss"]) < 1e-5
+
+
 def test_resuming_a_finished_run_trains_nothing_and_keeps_its_weights(default_run, capsys):
     before = read_safetensors(default_run.dir / "model.safetensors")
     assert main(["train", "--resume", str(default_run.dir), "--json"]) == 0

@@ -33,6 +33,11 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="images per batch (default: the run's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
     p.add_argument("--workers", type=int, help="DataLoader workers for image folders")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile the network (default: on for CUDA, off for CPU)",
+    )
     p.add_argument("--out", help="folder for confusion_matrix.png")
     p.add_argument(
         "--json",
@@ -55,6 +60,7 @@ def run_eval(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         out=args.out,
         model=args.model,
+        compile=args.compile,
         **model_overrides(args),
     )
     if args.json:
