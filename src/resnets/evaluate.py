@@ -133,6 +133,7 @@ def evaluate_run(
     data_dir: str | None = None,
     out: str | Path | None = None,
     model: str | None = None,
+    precision: str = "fp32",
     compile: bool | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
@@ -140,8 +141,8 @@ def evaluate_run(
 
     A weights file without our metadata (a torchvision/timm/CIFAR `.pth`) needs `model` to name
     its network (with model `overrides` such as in_channels). The network runs through
-    `resnets.optimize(mode="infer")` (BN folded, channels-last; compiled if `compile`, which
-    defaults to on for CUDA only). Returns top1, top5, loss, count, per_class and the
+    `resnets.optimize(mode="infer")` (BN folded, channels-last, autocast at `precision`; compiled
+    if `compile`, which defaults to on for CUDA only). Returns top1, top5, loss, count, per_class and the
     confusion-matrix PNG path.
     """
     from resnets.data import load_data, make_loader
@@ -195,7 +196,7 @@ def evaluate_run(
         raise DataError(
             f"{data}: {dataset.in_channels}-channel images, but the model takes {net.spec.in_channels}"
         )
-    fast = optimize(net, mode="infer", device=dev, compile=compile)
+    fast = optimize(net, mode="infer", device=dev, precision=precision, compile=compile)
     crops = config.eval_crops if (config is not None and not dataset.val.in_memory) else 1
     loader = make_loader(dataset, "val", batch_size=batch_size, device=dev, workers=workers, crops=1)
     result = evaluate(fast, loader.epoch(0), dataset.num_classes)

@@ -67,6 +67,7 @@ CONTRADICTORY: dict[str, list[list[str]]] = {
         ["--resume", "{run}", "--lr", "0.5"],
         [*TINY, "--precision", "fp16", "--device", "cpu"],
         [*TINY, "--iterations", "0"],
+        [*TINY, "--max-restarts", "2"],  # restarts are torchrun's: they need --nproc-per-node
     ],
     "eval": [] if CUDA else [["{run}", "--device", "cuda"]],
     "bench": [

@@ -34,6 +34,12 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
     p.add_argument("--workers", type=int, help="DataLoader workers for image folders")
     p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="run the network under autocast at this precision; outputs come back fp32 (default: fp32)",
+    )
+    p.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         help="torch.compile the network (default: on for CUDA, off for CPU)",
@@ -60,6 +66,7 @@ def run_eval(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         out=args.out,
         model=args.model,
+        precision=args.precision,
         compile=args.compile,
         **model_overrides(args),
     )

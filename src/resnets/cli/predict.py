@@ -40,6 +40,12 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
     p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="run the network under autocast at this precision; outputs come back fp32 (default: fp32)",
+    )
+    p.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         help="torch.compile the network (default: on for CUDA, off for CPU)",
@@ -67,7 +73,12 @@ def run_predict(args: argparse.Namespace) -> int:
     if not files:
         raise InputError(f"no image files in {', '.join(args.paths)}")
     classifier = Classifier(
-        args.weights, device=args.device, batch_size=args.batch_size, compile=args.compile, model=args.model
+        args.weights,
+        device=args.device,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        compile=args.compile,
+        model=args.model,
     )
     width = max(len(str(f)) for f in files)
     label_width = min(30, max(len(c) for c in classifier.classes))

@@ -207,6 +207,10 @@ def run_train(args: argparse.Namespace) -> int:
     from resnets.train.run_dir import check_fresh_run_dir, default_run_dir
 
     overrides = train_overrides(args)
+    if args.max_restarts and args.nproc_per_node is None:
+        raise ResNetsError(
+            "--max-restarts needs --nproc-per-node (under your own torchrun, pass --max-restarts to torchrun)"
+        )
     if args.resume:
         run_dir = Path(args.resume)
         if overrides:
