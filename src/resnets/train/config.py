@@ -115,6 +115,10 @@ class TrainConfig:
     precision: str = _f("fp32", "autocast precision (fp16 adds a gradient scaler)", PRECISIONS)
     compile: bool = _f(False, "torch.compile the model")
     channels_last: bool | None = _f(None, "channels-last memory format (default: on for CUDA)")
+    checkpoint_activations: bool = _f(
+        False,
+        "recompute each block in backward instead of keeping its activations: a fraction of the activation memory for about one more forward pass",
+    )
     deterministic: bool = _f(False, "deterministic algorithms only (bit-identical resume on CPU)")
     threads: int | None = _f(None, "CPU threads for torch (default: torch's)")
     checkpoint_every: int = _f(1, "save a checkpoint every N epochs (and always at the end)")

@@ -54,6 +54,9 @@ def autocast(device: torch.device, precision: str) -> AbstractContextManager:
 def speed_up(model: nn.Module, config: TrainConfig, device: torch.device) -> nn.Module:
     """The module to call in the training step: `model` on `device`, channels-last and compiled
     as the config asks (the loop's own autocast covers precision)."""
+    if config.checkpoint_activations:
+        # On the network itself: under DDP, `model` is the wrapper and the network its .module.
+        getattr(model, "module", model).set_grad_checkpointing(True)
     return fast.optimize(
         model,
         mode="train",
