@@ -5,6 +5,8 @@
 - Checkpoints (train/checkpoint.py load_checkpoint): WeightsError, whatever the bytes of
   latest.json or of the tensor file, and a tampered latest.json cannot name a file outside the
   checkpoint folder.
+- Foreign `.pth` files (checkpoints_in.read_checkpoint, behind --weights, convert, predict):
+  WeightsError for any damage to torch.save's zip format and to its legacy pickle format.
 """
 
 import json
@@ -16,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resnets import create_model
+from resnets.checkpoints_in import read_checkpoint
 from resnets.errors import SpecError, WeightsError
 from resnets.train.checkpoint import load_checkpoint, save_checkpoint, split_tensors
 
@@ -82,6 +85,26 @@ def test_a_damaged_checkpoint_file_only_ever_raises_weights_error(
     path.write_bytes(mutated(path.read_bytes(), edits, cut, insert))
     load_or_weights_error(folder)
     load_or_weights_error(folder, "epoch-0001.safetensors")
+
+
+@pytest.fixture(scope="module")
+def good_pth(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pth")
+    state = {"state_dict": torch.nn.Conv2d(3, 4, 3).state_dict(), "epoch": 7}
+    torch.save(state, folder / "zip.pth")
+    torch.save(state, folder / "legacy.pth", _use_new_zipfile_serialization=False)
+    return folder
+
+
+@FUZZ
+@given(which=st.sampled_from(["zip.pth", "legacy.pth"]), **byte_damage)
+def test_a_damaged_pth_only_ever_raises_weights_error(tmp_path, good_pth, which, edits, cut, insert):
+    path = tmp_path / which
+    path.write_bytes(mutated((good_pth / which).read_bytes(), edits, cut, insert))
+    try:
+        read_checkpoint(path)
+    except WeightsError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
 
 
 json_values = st.recursive(
