@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
+from reliability_runs import STEPS_PER_EPOCH, TINY, checkpoint_state, cli
 from safetensors.torch import load_file
 
-from conftest import STEPS_PER_EPOCH, TINY, checkpoint_state, cli
 from resnets.errors import ResNetsError
 from resnets.train.checkpoint import save_checkpoint
 from resnets.train.config import TrainConfig
@@ -21,17 +21,27 @@ def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point())
 
 
-def test_nan_loss_stops_the_run_naming_the_step_and_the_last_good_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setenv("RESNETS_FAULT_NAN_AT_STEP", str(BAD_STEP))
+@pytest.mark.parametrize(
+    "kind, extra, last_good, last_step",
+    [
+        ("nan", [], "epoch-0001.safetensors", STEPS_PER_EPOCH),
+        # Mid-epoch checkpoints every 2 steps: the one due after the bad step is never written.
+        ("inf", ["--checkpoint-every-steps", "2"], "epoch-0001-step-00000008.safetensors", 8),
+    ],
+)
+def test_nonfinite_loss_stops_the_run_naming_the_step_and_the_last_good_checkpoint(
+    tmp_path, monkeypatch, kind, extra, last_good, last_step
+):
+    monkeypatch.setenv(f"RESNETS_FAULT_{kind.upper()}_AT_STEP", str(BAD_STEP))
     run = tmp_path / "run"
-    code, _, err = cli("train", *TINY, "--out", run)
+    code, _, err = cli("train", *TINY, *extra, "--out", run)
     assert code != 0
     (line,) = [ln for ln in err.splitlines() if "error" in ln]
-    assert f"loss became nan at step {BAD_STEP};" in line
-    assert f"Last good checkpoint: {run / 'checkpoint' / 'epoch-0001.safetensors'} (epoch 1, step 6)" in line
+    assert f"loss became {kind} at step {BAD_STEP};" in line
+    assert f"Last good checkpoint: {run / 'checkpoint' / last_good} (epoch 1, step {last_step})" in line
     assert not (run / "model.safetensors").exists()
     saved = checkpoint_state(run)
-    assert saved.latest["progress"]["step"] == STEPS_PER_EPOCH  # nothing after the bad step was saved
+    assert saved.latest["progress"]["step"] == last_step  # nothing after the bad step was saved
     for path in (run / "checkpoint").glob("*.safetensors"):
         assert all_finite(load_file(path)), path
 

@@ -7,6 +7,7 @@ variable switches it on.
     RESNETS_FAULT_KILL_IN_SAVE=1   SIGKILL inside save_checkpoint after the tensor file is on disk
                                    and before the commit (latest.json)
     RESNETS_FAULT_NAN_AT_STEP=k    the loss of step k (counting from 1) becomes NaN, once per process
+    RESNETS_FAULT_INF_AT_STEP=k    the same with +inf
 
 The faults are injected at the real call sites, so a test exercises the same code a crash or a
 diverging run would; each hook costs one environment lookup when off.
@@ -51,10 +52,11 @@ def in_save() -> None:
 
 
 def loss(value: torch.Tensor, step: int) -> torch.Tensor:
-    """`value`, or NaN in its place (still attached to the graph) at the chosen step, once."""
-    if _step_flag("RESNETS_FAULT_NAN_AT_STEP") == step and "nan" not in _fired:
-        _fired.add("nan")
-        return value * float("nan")
+    """`value`, or NaN (inf) in its place (still attached to the graph) at the chosen step, once."""
+    for kind in ("nan", "inf"):
+        if _step_flag(f"RESNETS_FAULT_{kind.upper()}_AT_STEP") == step and kind not in _fired:
+            _fired.add(kind)
+            return value * float(kind)
     return value
 
 

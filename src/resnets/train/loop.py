@@ -169,6 +169,7 @@ def _train(config, run_dir, device, resume, console, table_stream, stop_after_ep
             every = config.checkpoint_every_steps
             if every and state.step % every == 0 and state.epoch_step < steps_per_epoch:
                 state.epoch_sums = ranks.reduce_sums(torch.cat([sums, sums.new_tensor([count])])).tolist()
+                guard.check()  # a NaN since the last check stops here, naming its step, unsaved
                 if main:
                     save(run_dir / "checkpoint", config, state, model, optimizer, scaler, ema, mid_epoch=True)
             faults.after_step(state.step)
