@@ -4,7 +4,6 @@ loader; and `evaluate_run` for `resnets eval` on a run directory or a weights fi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,8 +146,8 @@ def evaluate_run(
     """
     from resnets.data import load_data, make_loader
     from resnets.fast import optimize
-    from resnets.train.config import TrainConfig
     from resnets.train.device import resolve_device
+    from resnets.train.run_dir import read_run_config
     from resnets.weights import find_weights, load_model
 
     weights, run_dir = find_weights(Path(path))
@@ -159,8 +158,7 @@ def evaluate_run(
         )
     config = None
     if run_dir is not None:
-        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        config = TrainConfig.from_dict(saved["config"])
+        config = read_run_config(run_dir)
     if data is None and config is None:
         raise DataError(f"{weights} is not inside a run directory; pass --data to say what to evaluate on")
     batch_size = batch_size or (config.batch_size if config is not None else 256)

@@ -4,9 +4,11 @@ nothing the file asks for is ever executed."""
 
 import ast
 import io
+import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 import tokenize
@@ -83,6 +85,45 @@ def test_bogus_run_directory_is_one_line_error_naming_it(tmp_path, capsys, layou
         load_model(run_dir)
     code, err = in_process(capsys, "eval", str(run_dir))
     assert code == 2 and err.count("\n") == 1 and str(run_dir) in err
+
+
+DAMAGED_RECORDS = {
+    "empty": b"",
+    "random bytes": bytes(range(256)) * 3,
+    "a list": b"[]",
+    "config not a table": b'{"config": 5}',
+    "a field of the wrong type": b'{"config": {"data": 5}}',
+    "an unknown field": b'{"config": {"no_such_field": 1}}',
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_RECORDS))
+def test_a_damaged_run_record_is_one_line_naming_it_for_eval_and_resume(
+    tmp_path, capsys, reference_run, damage
+):
+    run = shutil.copytree(reference_run, tmp_path / "run")
+    (run / "config.json").write_bytes(DAMAGED_RECORDS[damage])
+    for command in (["eval", str(run)], ["train", "--resume", str(run)]):
+        code, err = in_process(capsys, *command)
+        assert code == 2 and err.count("\n") == 1 and str(run / "config.json") in err, (command, err)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda state: state.pop("optimizer"), id="no-optimizer"),
+        pytest.param(lambda state: state.update(progress="x"), id="progress-not-a-table"),
+        pytest.param(lambda state: state.update(rng_python="!!"), id="bad-rng"),
+    ],
+)
+def test_a_checkpoint_state_of_the_wrong_shape_is_one_line_on_resume(tmp_path, capsys, reference_run, edit):
+    run = shutil.copytree(reference_run, tmp_path / "run")
+    latest = run / "checkpoint" / "latest.json"
+    state = json.loads(latest.read_text())
+    edit(state)
+    latest.write_text(json.dumps(state))
+    code, err = in_process(capsys, "train", "--resume", str(run))
+    assert code == 2 and err.count("\n") == 1 and str(latest) in err, err
 
 
 def test_broken_files_from_the_real_cli_exit_2_without_traceback(tmp_path, good_files):

@@ -202,9 +202,8 @@ def run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from resnets.train import distributed, ranks, train
-    from resnets.train.config import TrainConfig
     from resnets.train.recipes import resolve_recipe
-    from resnets.train.run_dir import check_fresh_run_dir, default_run_dir
+    from resnets.train.run_dir import check_fresh_run_dir, default_run_dir, read_run_config
 
     overrides = train_overrides(args)
     if args.max_restarts and args.nproc_per_node is None:
@@ -216,10 +215,7 @@ def run_train(args: argparse.Namespace) -> int:
         if overrides:
             flags = ", ".join("--" + k.replace("_", "-") for k in overrides)
             raise ResNetsError(f"--resume continues {run_dir} with its own config; drop {flags}")
-        record = run_dir / "config.json"
-        if not record.is_file():
-            raise ResNetsError(f"{run_dir}: not a run directory (no config.json)")
-        config = TrainConfig.from_dict(json.loads(record.read_text(encoding="utf-8"))["config"])
+        config = read_run_config(run_dir)
     else:
         config = resolve_recipe(args.recipe, **{k: v for k, v in overrides.items() if v is not None})
         config = config.replace(**{k: None for k, v in overrides.items() if v is None}).validate()

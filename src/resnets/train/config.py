@@ -8,6 +8,8 @@ in the run directory, so a run can be repeated and resumed from it alone.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,11 +152,19 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: Any) -> TrainConfig:
+        """A config from JSON/TOML data (a run's config.json, a --config file): unknown fields and
+        values of the wrong type are one-line ResNetsErrors, not failures later in the run."""
+        if not isinstance(data, dict):
+            raise ResNetsError(f"a config is a table of fields, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ResNetsError(f"unknown config field(s): {', '.join(unknown)}")
+            raise ResNetsError(f"unknown config field(s): {', '.join(map(str, unknown))}")
+        hints = typing.get_type_hints(cls)
+        wrong = [f"{k}={v!r} (wants {hints[k]})" for k, v in data.items() if not _fits(v, hints[k])]
+        if wrong:
+            raise ResNetsError(f"config field(s) of the wrong type: {', '.join(wrong[:4])}")
         return cls(**data)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -196,3 +206,23 @@ class TrainConfig:
 
 def config_fields() -> list[dataclasses.Field]:
     return list(dataclasses.fields(TrainConfig))
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value can stand for a field annotated `hint` (ints do for floats)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        if option is type(None):
+            ok = value is None
+        elif typing.get_origin(option) is list:
+            (item,) = typing.get_args(option)
+            ok = isinstance(value, list) and all(_fits(v, item) for v in value)
+        elif option is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif option is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, option)
+        if ok:
+            return True
+    return False

@@ -3,6 +3,7 @@ and config.json, the record of how a run was made (config, versions, command lin
 
 from __future__ import annotations
 
+import json
 import platform
 import re
 import sys
@@ -83,3 +84,21 @@ def default_run_dir(config: TrainConfig, root: str | Path = "runs", run_id: str 
 def check_fresh_run_dir(run_dir: Path) -> None:
     if (run_dir / "checkpoint").exists() or (run_dir / "config.json").exists():
         raise ResNetsError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+
+
+def read_run_config(run_dir: Path) -> TrainConfig:
+    """The config a run was made with, from its config.json: a one-line ResNetsError for a folder
+    that is not a run directory or whose record is damaged."""
+    record = run_dir / "config.json"
+    if not record.is_file():
+        raise ResNetsError(f"{run_dir}: not a run directory (no config.json)")
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8
+        raise ResNetsError(f"{record}: unreadable run record ({type(exc).__name__})") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise ResNetsError(f'{record}: not a run record (no "config" table)')
+    try:
+        return TrainConfig.from_dict(saved["config"])
+    except ResNetsError as exc:
+        raise ResNetsError(f"{record}: {exc}") from None

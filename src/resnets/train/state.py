@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from resnets.errors import WeightsError
 from resnets.train.checkpoint import (
     LATEST,
     join_tensors,
@@ -68,14 +69,19 @@ def restore(folder: Path, model, optimizer, scaler, ema, device: torch.device) -
     if not (folder / LATEST).exists():  # killed before its first checkpoint: start over
         return TrainState()
     tensors, saved = load_checkpoint(folder)
-    model.load_state_dict(prefixed(tensors, "model"))
-    if ema is not None:
-        ema.load_state_dict(prefixed(tensors, "ema"))
-    optimizer.load_state_dict(join_tensors(saved["optimizer"], tensors))
-    if saved.get("scaler"):
-        scaler.load_state_dict(saved["scaler"])
-    torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and device.type == "cuda":
-        torch.cuda.set_rng_state_all(list(tensors["rng.cuda"]))
-    random.setstate(ast.literal_eval(base64.b64decode(saved["rng_python"]).decode()))
-    return TrainState(**saved["progress"])
+    try:
+        model.load_state_dict(prefixed(tensors, "model"))
+        if ema is not None:
+            ema.load_state_dict(prefixed(tensors, "ema"))
+        optimizer.load_state_dict(join_tensors(saved["optimizer"], tensors))
+        if saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and device.type == "cuda":
+            torch.cuda.set_rng_state_all(list(tensors["rng.cuda"]))
+        random.setstate(ast.literal_eval(base64.b64decode(saved["rng_python"]).decode()))
+        return TrainState(**saved["progress"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, SyntaxError) as exc:
+        # Valid JSON and tensors that do not make up this run's state: edited, or another run's.
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:200]
+        raise WeightsError(f"{folder / LATEST}: not this run's training state ({detail})") from None
