@@ -5,8 +5,8 @@ the promise itself over all five kinds in one place, for the API and for the CLI
 
 import pytest
 import torch
+from reliability_runs import cli
 
-from conftest import cli
 from resnets import create_model
 from resnets.errors import ResNetsError
 from resnets.models.notation import NotationError

@@ -12,8 +12,8 @@ from cifar_format import write_cifar10
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from reliability_runs import cli
 
-from conftest import cli
 from resnets.data.cifar import safe_load
 from resnets.errors import DataError
 

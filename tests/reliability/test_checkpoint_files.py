@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_runs import TINY, assert_same_training_state, cli
 
-from conftest import TINY, assert_same_training_state, cli
 from resnets import atomic
 from resnets.errors import ResNetsError
 from resnets.train import checkpoint as ckpt

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_runs import TINY, cli
 
-from conftest import TINY, cli
 from resnets.cli import build_parser
 
 NOWHERE = "/nonexistent/resnets-test/missing"

@@ -4,7 +4,8 @@
 import json
 import random
 
-from conftest import EPOCHS, STEPS_PER_EPOCH, TINY, assert_same_training_state, cli, cli_process
+from reliability_runs import EPOCHS, STEPS_PER_EPOCH, TINY, assert_same_training_state, cli, cli_process
+
 from resnets.train import faults
 
 SIGKILLED = -9

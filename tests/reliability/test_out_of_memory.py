@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
+from reliability_runs import TINY, cli
 
-from conftest import TINY, cli
 from resnets.models.resnet import ResNet
 from resnets.train.guards import search_batch_size
 
