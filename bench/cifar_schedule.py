@@ -312,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-baselines", action="store_true")
     p.add_argument("--device", default="cuda", help="cuda (the target); cpu only smoke-tests the script")
     args = p.parse_args(argv)
+    if args.iterations <= 5:  # 3 eager warm-up steps and the capture: nothing steady to time
+        print("cifar_schedule: --iterations must be above 5 to time steady steps", file=sys.stderr)
+        return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         print("cifar_schedule: needs a CUDA GPU (--device cpu smoke-tests the script)", file=sys.stderr)
         return 2
