@@ -145,6 +145,34 @@ def test_fold_bn_removes_every_batchnorm_and_equals_unfused(weights, eager, tmp_
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in eager.modules()) == 19  # untouched
 
 
+def test_onnx_with_folded_bn_has_no_batchnorm_node_and_matches_in_onnxruntime(weights, eager, tmp_path):
+    out = tmp_path / "fused.onnx"
+    _export(weights, "onnx", out, fold_bn=True)
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert "Conv" in ops and "BatchNormalization" not in ops
+    x = _inputs(1)
+    (y,) = _ort_session(out).run(None, {"image": x.numpy()})
+    np.testing.assert_allclose(y, eager(x).detach().numpy(), rtol=0, atol=1e-4)
+
+
+def test_fp16_onnx_holds_fp16_weights_and_stays_within_its_documented_tolerance(weights, eager, tmp_path):
+    out = tmp_path / "fp16.onnx"
+    report = _export(weights, "onnx", out, precision="fp16")
+    graph = onnx.load(str(out)).graph
+    conv_weights = {node.input[1] for node in graph.node if node.op_type == "Conv"}
+    dtypes = {t.data_type for t in graph.initializer if t.name in conv_weights}
+    assert dtypes == {onnx.TensorProto.FLOAT16}
+    x = _inputs(1)
+    session = _ort_session(out)
+    fp16_input = session.get_inputs()[0].type == "tensor(float16)"
+    feed = x.numpy().astype(np.float16 if fp16_input else np.float32)
+    (y,) = session.run(None, {"image": feed})
+    expected = eager(x).detach().numpy()
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert 0 < np.abs(y.astype(np.float32) - expected).max() <= export_module.TOLERANCE["fp16"] * scale
+    assert report.checks[0].max_abs_diff > 0
+
+
 def test_safetensors_export_reloads_with_its_metadata(weights, eager, tmp_path):
     out = tmp_path / "copy.safetensors"
     _export(weights, "safetensors", out)

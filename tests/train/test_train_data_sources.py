@@ -1,6 +1,7 @@
 """Training runs end to end on each data source: a CIFAR python folder and an ImageFolder with
 a corrupt JPEG and odd image modes; and mistakes are one-line errors before training."""
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -121,15 +122,31 @@ def test_folder_mistakes_stop_before_training_with_one_line(tmp_path, capsys, se
 
 
 def test_unavailable_device_and_missing_tensorboard_are_one_line_errors(tmp_path, capsys):
-    import importlib.util
-
     import torch
 
     if not torch.cuda.is_available():
         assert main(["train", "--device", "cuda", "--out", str(tmp_path / "a")]) == 2
         assert "CUDA is not available" in capsys.readouterr().err
-    if importlib.util.find_spec("tensorboard") is None:
+    with pytest.MonkeyPatch.context() as patch:  # as if tensorboard were not installed
+        patch.setitem(sys.modules, "tensorboard", None)
         assert main(["train", "--tensorboard", "--out", str(tmp_path / "b")]) == 2
         assert "pip install tensorboard" in capsys.readouterr().err
+        assert not (tmp_path / "b").exists()
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")]) == 2
     assert "no dataset" in capsys.readouterr().err
+
+
+def test_tensorboard_logs_every_epochs_metrics_at_its_step(tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    args = ["--model", "basic:1-1-1:4-8-16", "--data", "synthetic", "--synthetic-count", "96"]
+    args += ["--synthetic-classes", "4", "--input-size", "8", "--batch-size", "16", "--epochs", "2"]
+    assert main(["train", *args, "--tensorboard", "--out", str(run)]) == 0
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    for key in ("lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "images_per_second"):
+        logged = events.Scalars(key)
+        assert [e.step for e in logged] == [int(r["step"]) for r in rows], key
+        assert [e.value for e in logged] == pytest.approx([float(r[key]) for r in rows], rel=1e-5), key
