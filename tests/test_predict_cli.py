@@ -56,8 +56,9 @@ def cli_env():
     return env
 
 
+@pytest.mark.parametrize("batch_size", ["32", "4"])  # one batch; two, the bad file in the second
 def test_json_lines_give_each_image_the_eager_models_top_k_and_report_a_bad_file(
-    weights, digit_folder, tmp_path
+    weights, digit_folder, tmp_path, batch_size
 ):
     root, expected = digit_folder
     bad = tmp_path / "bad.jpg"
@@ -74,6 +75,8 @@ def test_json_lines_give_each_image_the_eager_models_top_k_and_report_a_bad_file
             "--json",
             "--topk",
             "3",
+            "--batch-size",
+            batch_size,
         ],
         env=cli_env(),
         capture_output=True,

@@ -40,14 +40,16 @@ def test_torchvision_resnet18_state_dict_gives_torchvision_logits(torchvision_re
     assert meta.spec is None  # a foreign file brings no metadata
 
 
-def test_timm_resnet18d_training_checkpoint_gives_timm_logits(tmp_path):
-    """timm's deep stem (conv1.0/1/3/4/6) and avg-down shortcut, in timm's train checkpoint wrapper."""
+@pytest.mark.parametrize("name", ["resnet18d", "resnet50d", "wide_resnet50_2", "resnext50_32x4d"])
+def test_timm_training_checkpoint_gives_timm_logits(tmp_path, name):
+    """timm's deep stem (conv1.0/1/3/4/6), avg-down shortcut, wide and grouped bottlenecks, in
+    timm's train checkpoint wrapper."""
     timm = pytest.importorskip("timm")
     torch.manual_seed(2)
-    peer = randomize_bn_statistics(timm.create_model("resnet18d", pretrained=False))
+    peer = randomize_bn_statistics(timm.create_model(name, pretrained=False))
     path = tmp_path / "checkpoint-3.pth.tar"
-    torch.save({"epoch": 3, "arch": "resnet18d", "state_dict": peer.state_dict(), "version": 2}, path)
-    ours = create_model("resnet18d")
+    torch.save({"epoch": 3, "arch": name, "state_dict": peer.state_dict(), "version": 2}, path)
+    ours = create_model(name)
     load_weights(ours, path)
     x = torch.randn(2, 3, 64, 64)
     torch.testing.assert_close(_logits(ours, x), _logits(peer, x), rtol=0, atol=1e-5)
