@@ -148,9 +148,12 @@ def load_checkpoint(folder: Path, name: str | None = None) -> tuple[dict[str, to
         name = state.get("tensors") if isinstance(state, dict) else None
         if not isinstance(name, str) or not _safe_name(name):
             raise ValueError(f"'tensors' must name a .safetensors file in {folder}")
-        tensors = load_file(str(folder / name))
-    except (OSError, ValueError, SafetensorError) as exc:
+    except (OSError, ValueError) as exc:
         raise WeightsError(f"{latest}: unreadable checkpoint ({exc})") from None
+    try:
+        tensors = load_file(str(folder / name))
+    except (OSError, ValueError, SafetensorError) as exc:  # named by latest.json, but damaged
+        raise WeightsError(f"{folder / name}: unreadable checkpoint tensors ({exc})") from None
     return tensors, state
 
 
