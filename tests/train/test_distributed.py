@@ -1,9 +1,10 @@
 """Data-parallel training under torchrun (CPU, gloo, real processes): accuracy, exact sharded
 evaluation, resume across world sizes, and the elastic agent's restarts after a worker dies.
 
-Three real runs are shared by the tests (each torchrun start costs seconds on two cores): a
-one-process baseline (in this process), a two-process run whose rank 1 is killed once, and a
-two-process run (through `resnets train --nproc-per-node`) whose rank 1 dies on every attempt.
+Four real runs are shared by the tests (each torchrun start costs seconds on two cores): a
+one-process baseline (in this process), a plain two-process run, the same run with rank 1 killed
+once, and a two-process run (through `resnets train --nproc-per-node`) whose rank 1 dies on every
+attempt.
 """
 
 import json
@@ -77,6 +78,15 @@ def killed_once(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """Two processes, nothing killed: the plain data-parallel run."""
+    run_dir = tmp_path_factory.mktemp("two") / "run"
+    proc = torchrun("-m", "resnets", "train", *TINY_ARGS, "--out", str(run_dir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
 def killed_every_attempt(tmp_path_factory):
     """`resnets train --nproc-per-node 2 --max-restarts 1` with accumulation; rank 1 dies after
     step 35 on both attempts, so the restarts run out."""
@@ -110,14 +120,24 @@ def test_killing_rank_1_once_ends_with_exit_0_and_a_complete_run_directory(kille
 
 
 def test_two_processes_reach_the_accuracy_band_of_one_process_with_the_same_global_batch(
-    one_process, killed_once
+    one_process, two_processes
 ):
-    proc, run_dir = killed_once
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    two = read(run_dir, "summary.json")
+    two = read(two_processes, "summary.json")
     assert one_process["steps"] == two["steps"] == STEPS
     assert one_process["val_top1"] > 0.8 and two["val_top1"] > 0.8
     assert abs(one_process["val_top1"] - two["val_top1"]) < 0.08
+
+
+def test_a_restarted_group_ends_with_the_weights_of_the_uninterrupted_run(killed_once, two_processes):
+    from safetensors.torch import load_file
+
+    proc, run_dir = killed_once
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    restarted = load_file(run_dir / "model.safetensors")
+    plain = load_file(two_processes / "model.safetensors")
+    assert restarted.keys() == plain.keys()
+    for key in plain:
+        assert torch.equal(restarted[key], plain[key]), key
 
 
 def test_distributed_evaluation_counts_every_validation_image_exactly_once(killed_once):
