@@ -246,3 +246,16 @@ def test_batch_size_must_split_evenly_over_processes_and_accumulation(tmp_path, 
         == 2
     )
     assert "global batch" in capsys.readouterr().err
+
+
+def test_each_rank_draws_its_own_random_stream_and_a_resume_redraws_the_same(monkeypatch):
+    from resnets.train import ranks
+
+    def draws(rank, seed=0, step=40):
+        monkeypatch.setattr(ranks, "rank", lambda: rank)
+        distributed.seed_rank(seed, step)
+        return torch.rand(4)  # what MixUp, CutMix and drop path would draw
+
+    assert not torch.equal(draws(0), draws(1))  # ranks mix different pairs, drop different paths
+    assert torch.equal(draws(1), draws(1))  # a resumed rank redraws its stream from (seed, step)
+    assert not torch.equal(draws(1), draws(1, step=41)) and not torch.equal(draws(1), draws(1, seed=1))
