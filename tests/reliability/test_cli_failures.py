@@ -24,7 +24,7 @@ def commands() -> dict[str, argparse.ArgumentParser]:
     return dict(sub.choices)
 
 
-PATHISH = ("path", "file", "dir", "weights", "image", "input", "checkpoint", "run")
+PATHISH = ("path", "file", "dir", "weights", "image", "input", "checkpoint", "run", "src", "source")
 
 
 def path_arguments(parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]:
@@ -34,7 +34,7 @@ def path_arguments(parser: argparse.ArgumentParser) -> tuple[list[str], list[str
         name = f"{action.dest} {action.metavar or ''}".lower()
         if not action.option_strings and any(word in name for word in PATHISH):
             positionals.append(action.dest)
-        elif action.option_strings and action.dest in ("data", "config", "resume", "weights", "input"):
+        elif action.option_strings and action.dest in ("data", "config", "resume", "weights", "input", "classes"):
             options.append(action.option_strings[-1])
     return positionals, options
 
