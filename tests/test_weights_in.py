@@ -103,6 +103,21 @@ def test_wrong_head_size_lists_keys_with_both_shapes_and_reset_head_keeps_the_re
     assert torch.equal(ten.layer4[1].conv2.weight, tv.layer4[1].conv2.weight)
 
 
+def test_convert_with_reset_head_gives_a_new_head_of_the_asked_size(torchvision_resnet18, tmp_path, capsys):
+    from resnets.cli import main
+    from resnets.weights import load_model
+
+    tv, path = torchvision_resnet18
+    out = tmp_path / "four.safetensors"
+    base = ["convert", str(path), "--model", "resnet18", "--num-classes", "4", "--out", str(out)]
+    assert main(base) == 2  # a 1000-class head does not fit 4 classes
+    assert "fc.weight" in capsys.readouterr().err and not out.exists()
+    assert main([*base, "--reset-head"]) == 0
+    model, meta = load_model(out)
+    assert model.fc.out_features == 4 and meta.spec["num_classes"] == 4
+    assert torch.equal(model.layer4[1].conv2.weight, tv.layer4[1].conv2.weight)
+
+
 def test_unmappable_keys_are_reported_by_name(tmp_path):
     path = tmp_path / "other.pth"
     state = create_model("resnet20").state_dict()

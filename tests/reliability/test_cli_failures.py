@@ -34,7 +34,14 @@ def path_arguments(parser: argparse.ArgumentParser) -> tuple[list[str], list[str
         name = f"{action.dest} {action.metavar or ''}".lower()
         if not action.option_strings and any(word in name for word in PATHISH):
             positionals.append(action.dest)
-        elif action.option_strings and action.dest in ("data", "config", "resume", "weights", "input", "classes"):
+        elif action.option_strings and action.dest in (
+            "data",
+            "config",
+            "resume",
+            "weights",
+            "input",
+            "classes",
+        ):
             options.append(action.option_strings[-1])
     return positionals, options
 
