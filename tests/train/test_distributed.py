@@ -259,3 +259,18 @@ def test_each_rank_draws_its_own_random_stream_and_a_resume_redraws_the_same(mon
     assert not torch.equal(draws(0), draws(1))  # ranks mix different pairs, drop different paths
     assert torch.equal(draws(1), draws(1))  # a resumed rank redraws its stream from (seed, step)
     assert not torch.equal(draws(1), draws(1, step=41)) and not torch.equal(draws(1), draws(1, seed=1))
+
+
+def test_only_rank_0_writes_a_rank_other_than_0_trains_and_leaves_no_file(tmp_path, monkeypatch):
+    from resnets.train import ranks
+
+    config = resolve_recipe(
+        "default", model="basic:1-1-1:4-8-16", data="synthetic", synthetic_count=96,
+        synthetic_classes=4, input_size=8, batch_size=16, epochs=2, checkpoint_every_steps=2,
+    )  # fmt: skip
+    monkeypatch.setattr(ranks, "is_main", lambda: False)  # as rank 1 sees itself
+    summary = train(config, tmp_path / "other")
+    assert summary["epochs"] == 2 and not (tmp_path / "other").exists()
+    monkeypatch.setattr(ranks, "is_main", lambda: True)
+    train(config, tmp_path / "main")
+    assert {p.name for p in (tmp_path / "main").iterdir()} == RUN_FILES

@@ -2,7 +2,7 @@
 
 Everything rank-aware in training goes through here: only the main process writes files and
 prints, and per-epoch sums are reduced in `reduce_sums`. Without torch.distributed initialised
-(every run today) this is rank 0 of 1 and reducing is the identity.
+(a single process) this is rank 0 of 1 and reducing is the identity.
 """
 
 from __future__ import annotations
