@@ -62,6 +62,21 @@ def add_weights_options(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """How eval and predict run the network (both through resnets.optimize(mode="infer"))."""
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="run the network under autocast at this precision; outputs come back fp32 (default: fp32)",
+    )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile the network (default: on for CUDA, off for CPU)",
+    )
+
+
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("num_classes", "in_channels", "shortcut", "width", "drop_path_rate", "zero_init_residual")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}

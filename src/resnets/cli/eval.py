@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from resnets.cli.common import add_model_options, model_overrides, print_json
+from resnets.cli.common import add_inference_options, add_model_options, model_overrides, print_json
 
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
@@ -33,17 +33,7 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="images per batch (default: the run's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
     p.add_argument("--workers", type=int, help="DataLoader workers for image folders")
-    p.add_argument(
-        "--precision",
-        choices=["fp32", "bf16", "fp16"],
-        default="fp32",
-        help="run the network under autocast at this precision; outputs come back fp32 (default: fp32)",
-    )
-    p.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        help="torch.compile the network (default: on for CUDA, off for CPU)",
-    )
+    add_inference_options(p)
     p.add_argument("--out", help="folder for confusion_matrix.png")
     p.add_argument(
         "--json",

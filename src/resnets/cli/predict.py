@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from resnets.cli.common import positive_int
+from resnets.cli.common import add_inference_options, positive_int
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -39,17 +39,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "--batch-size", type=positive_int, default=32, help="images per forward pass (default: 32)"
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
-    p.add_argument(
-        "--precision",
-        choices=["fp32", "bf16", "fp16"],
-        default="fp32",
-        help="run the network under autocast at this precision; outputs come back fp32 (default: fp32)",
-    )
-    p.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        help="torch.compile the network (default: on for CUDA, off for CPU)",
-    )
+    add_inference_options(p)
     p.add_argument(
         "--json",
         action="store_true",
