@@ -120,15 +120,26 @@ def estimate_stats(files: list[str], size: int, resize: int) -> tuple[tuple[floa
 
 
 class FolderDataset(torch.utils.data.Dataset):
-    """Decodes one file per item; an unreadable file yields (None, label, path) to be skipped."""
+    """Decodes one file per item; an unreadable file yields (None, label, path) to be skipped.
 
-    def __init__(self, files: list[str], labels: torch.Tensor, transform) -> None:
+    With `encoded`, a JPEG the device decoder can take is returned undecoded (an EncodedJpeg,
+    see device_decode.py) for the main process to decode on the device.
+    """
+
+    def __init__(self, files: list[str], labels: torch.Tensor, transform, encoded: bool = False) -> None:
         self.files, self.labels, self.transform = files, labels.tolist(), transform
+        self.encoded = encoded
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int):
+        if self.encoded:
+            from resnets.data.device_decode import device_ready_jpeg
+
+            raw = device_ready_jpeg(self.files[i])
+            if raw is not None:
+                return raw, self.labels[i], None
         try:
             return self.transform(open_rgb(self.files[i])), self.labels[i], None
         except DataError:  # images.ImageFileError: unreadable, truncated or a bomb
@@ -136,10 +147,13 @@ class FolderDataset(torch.utils.data.Dataset):
 
 
 def collate_skipping(items):
-    """Stack the readable images; return the unreadable ones' paths alongside."""
+    """Stack the readable images; return the unreadable ones' paths alongside. A batch holding
+    undecoded JPEGs stays a list, for device_decode.decode_batch."""
     good = [(x, y) for x, y, bad in items if bad is None]
     skipped = [bad for _, _, bad in items if bad is not None]
     if not good:
         return torch.empty(0), torch.empty(0, dtype=torch.int64), skipped
-    images = torch.stack([x for x, _ in good])
-    return images, torch.as_tensor([y for _, y in good]), skipped
+    labels = torch.as_tensor([y for _, y in good])
+    if any(not isinstance(x, torch.Tensor) for x, _ in good):
+        return [x for x, _ in good], labels, skipped
+    return torch.stack([x for x, _ in good]), labels, skipped

@@ -135,11 +135,12 @@ class FolderLoader:
         device: torch.device | str = "cpu",
         rank: int = 0,
         world_size: int = 1,
+        decode_on_device: bool = False,
     ) -> None:
         from resnets.data.folder import FolderDataset
 
         assert split.files is not None
-        self.dataset = FolderDataset(split.files, split.labels, transform)
+        self.dataset = FolderDataset(split.files, split.labels, transform, encoded=decode_on_device)
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.workers = default_workers() if workers is None else workers
         self.device = torch.device(device)
@@ -176,9 +177,22 @@ class FolderLoader:
         self.skipped = []
         for x, y, skipped in loader:
             self.skipped.extend(skipped)
+            if isinstance(x, list):  # JPEGs left undecoded for the device
+                x, y = self._decode_on_device(x, y)
             if len(y) == 0:
                 continue
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def _decode_on_device(self, items: list, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from resnets.data.device_decode import decode_batch
+
+        images, failed = decode_batch(items, self.dataset.transform, self.device)
+        self.skipped.extend(failed)
+        keep = [k for k, image in enumerate(images) if image is not None]
+        if not keep:
+            return torch.empty(0), torch.empty(0, dtype=torch.int64)
+        batch = torch.stack([images[k].to(self.device, non_blocking=True) for k in keep])
+        return batch, labels[keep]
 
 
 def default_workers() -> int:
@@ -199,6 +213,7 @@ def make_loader(
     crops: int = 1,
     rank: int = 0,
     world_size: int = 1,
+    decode_on_device: bool = False,
 ) -> TensorLoader | FolderLoader:
     """The loader for `data.train` (which='train', augmented, shuffled) or `data.val`."""
     train = which == "train"
@@ -236,4 +251,5 @@ def make_loader(
         device=device,
         rank=rank,
         world_size=world_size,
+        decode_on_device=decode_on_device,
     )

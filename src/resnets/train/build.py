@@ -125,6 +125,7 @@ def build_loaders(config: TrainConfig, data, device: torch.device, micro_batch: 
         workers=config.workers,
         rank=ranks.rank(),
         world_size=ranks.world_size(),
+        decode_on_device=config.decode_on_device,
     )
     train_loader = make_loader(
         data,

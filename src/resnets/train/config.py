@@ -49,6 +49,10 @@ class TrainConfig:
     synthetic_count: int = _f(512, "images in --data synthetic")
     synthetic_classes: int = _f(10, "classes in --data synthetic")
     workers: int | None = _f(None, "DataLoader worker processes for image folders (default: min(8, CPUs))")
+    decode_on_device: bool = _f(
+        False,
+        "image folders: decode JPEGs on the training device (nvJPEG on CUDA, torchvision.io.decode_jpeg), a batch at a time in the main process; workers only read files",
+    )
     weights: str | None = _f(
         None,
         "start from these weights (.safetensors, or a torchvision/timm/CIFAR .pth; see docs/weights.md)",
