@@ -72,7 +72,7 @@ def build_candidates(
     cl = optimize(ours, "infer", "cpu", compile=False)
     add("+ channels_last", lambda: cl(x_cl))
     if not args.no_compile:
-        compiled = optimize(ours, "infer", "cpu", compile=True, freeze=False)
+        compiled = optimize(ours, "infer", "cpu", compile=True, compile_mode="default", freeze=False)
         add("+ torch.compile (inductor)", lambda: compiled(x_cl), compiled=True)
         torch._dynamo.reset()
         # freezing in the options too: it makes this a different backend for dynamo, whose cache
@@ -87,8 +87,10 @@ def build_candidates(
 
         add("+ freezing (oneDNN prepacked weights, fused ReLU/add)", frozen_call, compiled=True)
         torch._dynamo.reset()
+        inductor = optimize(ours, "infer", "cpu", compile=True, compile_mode="default")
+        add("+ C++ wrapper: optimize(compile_mode='default')", lambda: inductor(x_cl), compiled=True)
         fast = optimize(ours, "infer", "cpu", compile=True)
-        add("+ C++ wrapper = ours: optimize(compile=True)", lambda: fast(x_cl), compiled=True)
+        add("oneDNN Graph instead = ours: optimize(compile=True)", lambda: fast(x_cl), compiled=True)
     if not args.no_onnxruntime:
         import onnxruntime as ort
 

@@ -161,16 +161,38 @@ def test_check_input_adds_no_graph_break_and_no_recompiles():
     torch._dynamo.reset()
 
 
-def test_compiled_cpu_inference_with_freezing_matches_eager():
-    """The CPU serving path (torch.compile + freezing + C++ wrapper); one tiny model to keep CI fast."""
+def test_inductor_cpu_inference_with_freezing_matches_eager():
+    """torch.compile + freezing + C++ wrapper on the CPU; one tiny model to keep CI fast."""
     torch.manual_seed(0)
     model = randomize_bn(create_model("basic:1-1-1:8-16-32"))
     x, _ = batch(n=2)
     expected = optimize(model, mode="infer", device="cpu")(x)
-    fast = optimize(model, mode="infer", device="cpu", compile=True)
+    fast = optimize(model, mode="infer", device="cpu", compile=True, compile_mode="default")
     assert fast.config.freeze and fast.config.compile_mode == "default"
     torch.testing.assert_close(fast(x), expected, rtol=1e-4, atol=1e-4)
     torch._dynamo.reset()
+
+
+def test_cpu_serving_default_is_a_onednn_graph_that_matches_eager_at_any_batch():
+    """compile=True for fp32 CPU inference: a frozen TorchScript graph whose convolutions oneDNN
+    Graph fuses; it must equal eager at every batch size and keep the model's input checks."""
+    torch.manual_seed(0)
+    model = randomize_bn(create_model("resnet20"))
+    fast = optimize(model, mode="infer", device="cpu", compile=True)
+    assert fast.config.compile_mode == "onednn-graph" and fast.config.freeze
+    reference = copy.deepcopy(model).eval()
+    fusion_before = torch.jit.onednn_fusion_enabled()
+    for n in (2, 1, 5):
+        x, _ = batch(n=n, seed=n)
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x), reference(x), rtol=1e-4, atol=1e-4)
+    graph = str(torch.jit.last_executed_optimized_graph())
+    assert "prim::oneDNNFusionGroup" in graph  # oneDNN Graph really runs the convolutions
+    assert torch.jit.onednn_fusion_enabled() == fusion_before  # the process-wide switch restored
+    with pytest.raises(InputError, match="too small"):
+        fast(torch.randn(1, 3, 2, 2))
+    with pytest.raises(ResNetsError, match="fp32 inference on the CPU"):
+        optimize(model, mode="infer", device="cpu", precision="bf16", compile_mode="onednn-graph")
 
 
 @pytest.mark.slow

@@ -21,10 +21,13 @@ from torch import nn
 
 from resnets.errors import ResNetsError
 from resnets.fuse import fuse_bn as fold_bn
+from resnets.onednn_graph import ONEDNN_GRAPH, OneDNNGraph, onednn_graph_available
 
 MODES = ("train", "infer")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# torch.compile's modes, and "onednn-graph": a frozen TorchScript graph run by oneDNN Graph
+# (CPU fp32 inference only; see onednn_graph.py).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "onednn-graph")
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ class OptimizedModel(nn.Module):
         if self.config.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         grad = torch.no_grad() if self.config.mode == "infer" else nullcontext()
-        with grad, autocast(self.device, self.config.precision), _freezing(self.config.freeze):
+        inductor_frozen = self.config.freeze and self.config.compile_mode != ONEDNN_GRAPH
+        with grad, autocast(self.device, self.config.precision), _freezing(inductor_frozen):
             out = self._run(x)
         if out.dtype != torch.float32:
             return out.float()
@@ -172,10 +176,13 @@ def optimize(
         checkpoint_activations=checkpoint_activations,
     )
     if config.compile:
-        default_mode = "reduce-overhead" if infer and dev.type == "cuda" else "default"
         config = replace(
-            config, compile_mode=compile_mode or default_mode, freeze=infer if freeze is None else freeze
+            config,
+            compile_mode=compile_mode or _default_compile_mode(infer, dev, precision),
+            freeze=infer if freeze is None else freeze,
         )
+    if config.compile_mode == ONEDNN_GRAPH and not (infer and dev.type == "cpu" and precision == "fp32"):
+        raise ResNetsError("compile mode 'onednn-graph' is for fp32 inference on the CPU")
 
     if infer:
         model = fold_bn(model) if config.fuse_bn else copy.deepcopy(model).eval()
@@ -190,8 +197,21 @@ def optimize(
                 f"{type(model).__name__} has no set_grad_checkpointing(); build it with resnets"
             )
         model.set_grad_checkpointing(True)
-    run = torch.compile(model, options=inductor_options(config)) if config.compile else model
+    if config.compile_mode == ONEDNN_GRAPH:
+        run: Callable[..., torch.Tensor] = OneDNNGraph(model)
+    else:
+        run = torch.compile(model, options=inductor_options(config)) if config.compile else model
     return OptimizedModel(model, config, run)
+
+
+def _default_compile_mode(infer: bool, device: torch.device, precision: str) -> str:
+    """CUDA inference: CUDA graphs. CPU fp32 inference: oneDNN Graph, which measured faster than
+    inductor here and compiles in seconds (docs/benchmarks.md). Otherwise torch.compile's default."""
+    if infer and device.type == "cuda":
+        return "reduce-overhead"
+    if infer and device.type == "cpu" and precision == "fp32" and onednn_graph_available():
+        return ONEDNN_GRAPH
+    return "default"
 
 
 def inductor_options(config: FastConfig) -> dict[str, Any]:
