@@ -64,6 +64,8 @@ class OptimizedModel(nn.Module):
         self.__dict__["_run"] = run
         # Compiled CUDA graphs reuse their output buffers on the next replay.
         self._copy_out = config.compile and config.compile_mode in ("reduce-overhead", "max-autotune")
+        # Inductor reads its freezing flag per call (see _freezing); oneDNN Graph froze at the trace.
+        self._inductor_freezing = config.freeze and config.compile_mode != ONEDNN_GRAPH
 
     @property
     def device(self) -> torch.device:
@@ -74,8 +76,7 @@ class OptimizedModel(nn.Module):
         if self.config.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         grad = torch.no_grad() if self.config.mode == "infer" else nullcontext()
-        inductor_frozen = self.config.freeze and self.config.compile_mode != ONEDNN_GRAPH
-        with grad, autocast(self.device, self.config.precision), _freezing(inductor_frozen):
+        with grad, autocast(self.device, self.config.precision), _freezing(self._inductor_freezing):
             out = self._run(x)
         if out.dtype != torch.float32:
             return out.float()
@@ -192,11 +193,12 @@ def optimize(
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     if checkpoint_activations:
-        if not hasattr(model, "set_grad_checkpointing"):
+        network = getattr(model, "module", model)  # under DistributedDataParallel, its .module
+        if not hasattr(network, "set_grad_checkpointing"):
             raise ResNetsError(
-                f"{type(model).__name__} has no set_grad_checkpointing(); build it with resnets"
+                f"{type(network).__name__} has no set_grad_checkpointing(); build it with resnets"
             )
-        model.set_grad_checkpointing(True)
+        network.set_grad_checkpointing(True)
     if config.compile_mode == ONEDNN_GRAPH:
         run: Callable[..., torch.Tensor] = OneDNNGraph(model)
     else:

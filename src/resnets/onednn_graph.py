@@ -39,7 +39,7 @@ class OneDNNGraph:
         check = getattr(self.model, "check_input", None)
         if check is not None:
             check(x)
-        with torch.no_grad(), _fusion_on():
+        with _fusion_on():  # no autograd: OptimizedModel runs inference under no_grad
             if self.graph is None:
                 with warnings.catch_warnings():
                     # TracerWarnings for the input checks (traced as constants; they run above)

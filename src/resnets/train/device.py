@@ -52,11 +52,8 @@ def autocast(device: torch.device, precision: str) -> AbstractContextManager:
 
 
 def speed_up(model: nn.Module, config: TrainConfig, device: torch.device) -> nn.Module:
-    """The module to call in the training step: `model` on `device`, channels-last and compiled
-    as the config asks (the loop's own autocast covers precision)."""
-    if config.checkpoint_activations:
-        # On the network itself: under DDP, `model` is the wrapper and the network its .module.
-        getattr(model, "module", model).set_grad_checkpointing(True)
+    """The module to call in the training step: `model` on `device`, channels-last, compiled and
+    with checkpointed activations as the config asks (the loop's own autocast covers precision)."""
     return fast.optimize(
         model,
         mode="train",
@@ -64,6 +61,7 @@ def speed_up(model: nn.Module, config: TrainConfig, device: torch.device) -> nn.
         precision="fp32",
         compile=config.compile,
         channels_last=use_channels_last(config, device),
+        checkpoint_activations=config.checkpoint_activations,
     )
 
 
