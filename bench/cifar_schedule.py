@@ -9,10 +9,10 @@ The schedule is He et al. 2015, sec. 4.2: batch 128, SGD with momentum 0.9 and w
 4-pixel zero padding, random 32x32 crop, random horizontal flip. Synthetic CIFAR-shaped data
 (50,000 uint8 images, 10 classes) stands in for CIFAR-10: the cost per step is the same.
 
-Ours: the images live on the GPU, resnets.gpu_augment crops and flips each batch there with
+Ours: the images live on the GPU, resnets.data.augment crops and flips each batch there with
 batched ops, and the model runs through resnets.optimize (channels-last, bf16, torch.compile)
 with fused SGD; the whole step (forward, backward, update) is one CUDA graph replay
-(resnets.fast.make_train_step). The baseline: the same network in fp32, eager, fed by a
+(resnets.train.step.make_train_step). The baseline: the same network in fp32, eager, fed by a
 torch DataLoader whose workers apply torchvision transforms per sample. A third row, the
 eager loop fed from the GPU-resident data, separates the data path's share from the model's.
 
@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from resnets import create_model, optimize
-from resnets.fast import make_optimizer, make_train_step, set_lr
-from resnets.gpu_augment import random_crop_flip
+from resnets.data.augment import random_crop_flip
 from resnets.models.zoo import CIFAR10_MEAN, CIFAR10_STD
+from resnets.train.step import make_optimizer, make_train_step, set_lr
 
 TARGET_S = {"resnet20": 45.0, "resnet56": 120.0}
 TRAIN_IMAGES = 50_000

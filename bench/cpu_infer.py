@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from resnets import create_model, fuse_bn, optimize
-from resnets.bench import cpu_name, export_onnx
+from resnets.bench.runner import cpu_name, export_onnx
 
 Candidate = Callable[[], Any]
 

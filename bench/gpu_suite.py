@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from resnets import create_model, optimize, summary
-from resnets.bench import (
+from resnets.bench.runner import (
     GRAPH_WARMUP,
     BenchSettings,
     build_torchvision,
@@ -39,7 +39,7 @@ from resnets.bench import (
     paper_sgd,
     synthetic_batch,
 )
-from resnets.fast import CudaGraphStep, make_optimizer, make_train_step
+from resnets.train.step import CudaGraphStep, make_optimizer, make_train_step
 
 # Dense bf16 tensor-core peaks from NVIDIA's data sheets (no sparsity), TFLOP/s.
 PEAK_BF16_TFLOPS = {

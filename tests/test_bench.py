@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from resnets.bench import BenchSettings, time_steps
+from resnets.bench.runner import BenchSettings, time_steps
 from resnets.cli import main
 
 TINY = ["--input-size", "32", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--repeats", "1"]

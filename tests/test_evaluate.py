@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from resnets.evaluate import evaluate
+from resnets.runtime.metrics import evaluate
 
 
 class Fixed(torch.nn.Module):

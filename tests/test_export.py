@@ -12,11 +12,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import resnets.export as export_module
+import resnets.export.exporter as export_module
 from cifar_reference import randomize_bn_statistics
 from resnets.cli import main
 from resnets.errors import ExportError
-from resnets.export import export, load_source
+from resnets.export.exporter import export, load_source
 from resnets.models.create import create_model
 from resnets.weights import WeightsMeta, load_model, save_weights
 

@@ -15,7 +15,7 @@ from torch.profiler import ProfilerActivity, profile
 from cifar_reference import randomize_bn_statistics
 from resnets import create_model, fuse_bn, optimize
 from resnets.errors import InputError, ResNetsError
-from resnets.fast import make_optimizer, make_train_step, set_lr
+from resnets.train.step import make_optimizer, make_train_step, set_lr
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:

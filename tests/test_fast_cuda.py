@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from resnets import create_model, optimize
-from resnets.fast import CudaGraphStep, make_optimizer, make_train_step, set_lr
-from resnets.gpu_augment import crop_flip, random_crop_flip, sample_crop_flip
+from resnets.data.augment import crop_flip, random_crop_flip, sample_crop_flip
+from resnets.train.step import CudaGraphStep, make_optimizer, make_train_step, set_lr
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -5,7 +5,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from resnets.gpu_augment import crop_flip, random_crop_flip, sample_crop_flip
+from resnets.data.augment import crop_flip, random_crop_flip, sample_crop_flip
 
 
 def per_sample_reference(x, top, left, flip, padding):

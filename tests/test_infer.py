@@ -11,8 +11,8 @@ import resnets
 from digits_model import trained_digits_model
 from resnets import create_model
 from resnets.errors import InputError
-from resnets.fast import OptimizedModel
 from resnets.infer import Classifier
+from resnets.runtime.optimize import OptimizedModel
 from resnets.weights import WeightsMeta, save_weights
 
 

@@ -183,7 +183,7 @@ def test_predict_and_export_read_a_torchvision_pth_named_with_model(torchvision_
     from PIL import Image
     from torchvision.transforms import v2
 
-    from resnets.known_meta import imagenet_classes
+    from resnets.weights.sources import imagenet_classes
 
     tv, path = torchvision_resnet18
     image = tmp_path / "photo.png"

@@ -1,14 +1,14 @@
 """resnets: the ResNet family of He et al. 2015, exact, fast and safe to run."""
 
-from resnets.fast import optimize
-from resnets.fuse import fuse_bn
+from resnets.inspect.summary import summary
 from resnets.models import ResNet, ResNetSpec, create_model, list_models
-from resnets.summary import summary
+from resnets.runtime.fold_bn import fuse_bn
+from resnets.runtime.optimize import optimize
+from resnets.version import __version__
 from resnets.weights import load_weights, save_weights
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "__version__",
     "Classifier",
     "ResNet",
     "ResNetSpec",

@@ -4,122 +4,19 @@ loader; and `evaluate_run` for `resnets eval` on a run directory or a weights fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
+from resnets.data import load_data, make_loader
 from resnets.errors import DataError, WeightsError
-
-
-@dataclass
-class Evaluation:
-    loss: float
-    top1: float
-    top5: float
-    count: int
-    confusion: torch.Tensor  # [true class, predicted class] counts
-
-    def per_class(self, classes: list[str]) -> dict[str, float | None]:
-        totals = self.confusion.sum(1)
-        hits = self.confusion.diagonal()
-        return {c: (hits[i] / totals[i]).item() if totals[i] > 0 else None for i, c in enumerate(classes)}
-
-    def to_dict(self, classes: list[str]) -> dict[str, Any]:
-        return {
-            "top1": self.top1,
-            "top5": self.top5,
-            "loss": self.loss,
-            "count": self.count,
-            "per_class": self.per_class(classes),
-        }
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    batches,
-    num_classes: int,
-    *,
-    autocast=None,
-    channels_last: bool = False,
-    reduce=None,
-) -> Evaluation:
-    """Mean cross-entropy, top-1/top-5 accuracy and confusion counts over `batches`.
-
-    A batch of shape (N, K, C, H, W) holds K crops per image (10-crop testing, sec. 3.4): their
-    softmax scores are averaged. `reduce` sums the per-process totals (see train/ranks.py).
-    """
-    from contextlib import nullcontext
-
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss total, top-5 hits, count
-    for x, y in batches:
-        crops = x.shape[1] if x.dim() == 5 else 1
-        x = x.flatten(0, 1) if crops > 1 else x
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast or nullcontext():
-            logits = model(x)
-        logits = logits.float()
-        if crops > 1:
-            log_probs = F.softmax(logits, 1).view(-1, crops, num_classes).mean(1).clamp_min(1e-12).log()
-        else:
-            log_probs = F.log_softmax(logits, 1)
-        k = min(5, num_classes)
-        top = log_probs.topk(k, 1).indices
-        sums[0] += F.nll_loss(log_probs, y, reduction="sum")
-        sums[1] += (top == y[:, None]).any(1).sum()
-        sums[2] += len(y)
-        confusion.view(-1).index_add_(0, y * num_classes + top[:, 0], torch.ones_like(y))
-    if reduce is not None:
-        sums, confusion = reduce(sums), reduce(confusion)
-    model.train(was_training)
-    count = int(sums[2].item())
-    if count == 0:
-        raise DataError("no images to evaluate (all unreadable or an empty split)")
-    return Evaluation(
-        loss=(sums[0] / count).item(),
-        top1=int(confusion.diagonal().sum().item()) / count,
-        top5=int(sums[1].item()) / count,
-        count=count,
-        confusion=confusion.cpu(),
-    )
-
-
-def plot_confusion(path: Path, confusion: torch.Tensor, classes: list[str], title: str = "") -> None:
-    """The confusion matrix as a PNG: rows true class, columns predicted, shaded by row share."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from resnets.atomic import atomic_write
-
-    n = len(classes)
-    share = confusion.double() / confusion.sum(1, keepdim=True).clamp_min(1)
-    side = min(24.0, max(5.0, 0.45 * n + 2))
-    fig = Figure(figsize=(side, side), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    image = ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    if n <= 40:
-        ax.set_xticks(range(n), classes, rotation=90)
-        ax.set_yticks(range(n), classes)
-    if n <= 20:
-        for i in range(n):
-            for j in range(n):
-                if confusion[i, j]:
-                    color = "white" if share[i, j] > 0.5 else "black"
-                    ax.text(j, i, int(confusion[i, j]), ha="center", va="center", color=color, fontsize=8)
-    ax.set(xlabel="predicted class", ylabel="true class", title=title or "confusion matrix")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+from resnets.models.create import resolve_spec
+from resnets.models.zoo import default_input_size
+from resnets.plots import plot_confusion
+from resnets.runtime.device import resolve_device
+from resnets.runtime.metrics import evaluate
+from resnets.runtime.optimize import optimize
+from resnets.train.run_dir import read_run_config
+from resnets.weights.load import find_weights, load_model
 
 
 def evaluate_run(
@@ -144,11 +41,6 @@ def evaluate_run(
     if `compile`, which defaults to on for CUDA only). Returns top1, top5, loss, count, per_class and the
     confusion-matrix PNG path.
     """
-    from resnets.data import load_data, make_loader
-    from resnets.fast import optimize
-    from resnets.train.device import resolve_device
-    from resnets.train.run_dir import read_run_config
-    from resnets.weights import find_weights, load_model
 
     weights, run_dir = find_weights(Path(path))
     net, meta = load_model(weights, "cpu", model=model, **overrides)
@@ -216,9 +108,6 @@ def evaluate_run(
 
 
 def _load_like_run(config, data_dir: str | None):
-    from resnets.data import load_data
-    from resnets.models.create import resolve_spec
-    from resnets.models.zoo import default_input_size
 
     return load_data(
         config.data,

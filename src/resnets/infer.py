@@ -22,9 +22,12 @@ from torch import nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from resnets.errors import InputError, WeightsError
-from resnets.images import open_rgb, upright_rgb
-from resnets.weights import WeightsMeta
+from resnets.data.images import is_image_file, open_rgb, upright_rgb
+from resnets.errors import InputError, ResNetsError, WeightsError
+from resnets.models.zoo import ZOO
+from resnets.runtime.optimize import optimize
+from resnets.weights.format import WeightsMeta
+from resnets.weights.load import load_model
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 
@@ -83,7 +86,6 @@ class Classifier:
     ) -> None:
         """`model` names the network of a weights file that does not say (a torchvision, timm
         or CIFAR-reproduction `.pth`); ImageNet and CIFAR-10 class names are then filled in."""
-        from resnets.weights import load_model
 
         model, meta = load_model(weights_or_run, "cpu", model=model)
         self._setup(model, meta, device, batch_size, precision, compile, workers)
@@ -115,7 +117,6 @@ class Classifier:
         compile: bool | None,
         workers: int | None,
     ) -> None:
-        from resnets.fast import optimize
 
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
@@ -196,7 +197,6 @@ class Classifier:
                         yield FileResult(path, error=x)
 
     def _try_preprocess(self, path: str) -> torch.Tensor | str:
-        from resnets.errors import ResNetsError
 
         try:
             return self.preprocess(path)
@@ -289,8 +289,6 @@ class CapAspect:
 def input_hw(meta: WeightsMeta) -> tuple[int, int]:
     size = meta.input_size
     if size is None:
-        from resnets.models.zoo import ZOO
-
         info = ZOO.get(meta.model)
         if info is None:
             raise WeightsError(f"no input size in the metadata of this {meta.model!r} model")
@@ -301,7 +299,6 @@ def input_hw(meta: WeightsMeta) -> tuple[int, int]:
 
 
 def _zoo_stats(model: str) -> tuple[Sequence[float] | None, Sequence[float] | None]:
-    from resnets.models.zoo import ZOO
 
     info = ZOO.get(model)
     return (info.mean, info.std) if info is not None else (None, None)
@@ -360,7 +357,6 @@ def auto_device(device: str | torch.device) -> str | torch.device:
 def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Files named on the command line, and the image files inside folders (walked recursively,
     sorted, hidden files and folders skipped). A named file is tried whatever its extension."""
-    from resnets.images import is_image_file
 
     files: list[Path] = []
     for path in map(Path, paths):

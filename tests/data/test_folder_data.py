@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from resnets.data import load_data
+from resnets.data.images import open_rgb
 from resnets.errors import DataError
-from resnets.images import open_rgb
 
 
 def save(path, image, **kw):

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resnets import create_model
-from resnets.checkpoints_in import read_checkpoint
 from resnets.errors import SpecError, WeightsError
 from resnets.train.checkpoint import load_checkpoint, save_checkpoint, split_tensors
+from resnets.weights.pytorch_files import read_checkpoint
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from resnets import create_model
 from resnets.cli import main
-from resnets.images import MAX_PIXELS
+from resnets.data.images import MAX_PIXELS
 from resnets.infer import Classifier
 from resnets.weights import WeightsMeta
 

@@ -97,17 +97,17 @@ def test_eval_on_the_run_directory_agrees_with_the_training_summary(default_run,
 
 
 def test_eval_runs_the_network_through_the_inference_fast_path(default_run, tmp_path, monkeypatch):
-    import resnets.fast
+    import resnets.evaluate
     from resnets.evaluate import evaluate_run
 
     made = []
-    real = resnets.fast.optimize
+    real = resnets.evaluate.optimize
 
     def spy(model, *args, **kwargs):
         made.append(real(model, *args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(resnets.fast, "optimize", spy)
+    monkeypatch.setattr(resnets.evaluate, "optimize", spy)
     report = evaluate_run(default_run.dir, out=tmp_path, device="cpu")
     assert [m.config.mode for m in made] == ["infer"] and made[0].config.fuse_bn
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in made[0].modules())  # folded

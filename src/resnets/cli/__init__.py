@@ -21,6 +21,7 @@ from resnets.cli.inspect import add_list, add_summary
 from resnets.cli.predict import add_predict
 from resnets.cli.train import add_train
 from resnets.errors import ResNetsError
+from resnets.version import __version__
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_list,
@@ -35,7 +36,6 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from resnets import __version__
 
     parser = OneLineParser(
         prog="resnets",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from resnets.bench import runner as bench
 from resnets.cli.common import print_json
 
 
@@ -69,8 +70,6 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
-
-    from resnets import bench
 
     if args.threads:
         torch.set_num_threads(args.threads)

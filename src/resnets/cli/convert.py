@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from resnets.cli.common import add_model_options, model_overrides, print_json
+from resnets.weights.convert import convert_weights
+from resnets.weights.sources import read_class_names
 
 
 def add_convert(sub: argparse._SubParsersAction) -> None:
@@ -50,8 +52,6 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from resnets.convert import convert_weights
-    from resnets.known_meta import read_class_names
 
     classes = read_class_names(args.classes) if args.classes else None
     out, meta = convert_weights(

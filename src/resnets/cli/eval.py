@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from resnets.cli.common import add_inference_options, add_model_options, model_overrides, print_json
+from resnets.evaluate import evaluate_run
 
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +46,6 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from resnets.evaluate import evaluate_run
 
     report = evaluate_run(
         args.path,

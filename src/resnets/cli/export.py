@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from resnets.cli.common import parse_input_size, print_json
+from resnets.export.exporter import FORMATS, check_options, check_writable, default_out, export, load_source
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
-    from resnets.export import FORMATS
 
     p = sub.add_parser(
         "export",
@@ -76,7 +76,6 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from resnets.export import check_options, check_writable, default_out, export, load_source
 
     check_options(args.format, opset=args.opset, fold_bn=args.fold_bn, precision=args.precision)
     if args.out is not None:

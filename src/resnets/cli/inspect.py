@@ -11,6 +11,11 @@ from resnets.cli.common import (
     parse_input_size,
     print_json,
 )
+from resnets.inspect.listing import format_listing, model_listing
+from resnets.inspect.summary import summary
+from resnets.models.create import create_model
+from resnets.models.zoo import default_input_size
+from resnets.weights.load import load_weights
 
 
 def add_list(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +29,6 @@ def add_list(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from resnets.listing import format_listing, model_listing
 
     rows = model_listing()
     if args.json:
@@ -66,13 +70,8 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    from resnets.models.create import create_model
-    from resnets.models.zoo import default_input_size
-    from resnets.summary import summary
 
     if args.weights:
-        from resnets.weights import load_weights
-
         model = create_model(args.model, **model_overrides(args))
         load_weights(model, args.weights, reset_head=args.reset_head)
     else:

@@ -7,6 +7,8 @@ import json
 import sys
 
 from resnets.cli.common import add_inference_options, positive_int
+from resnets.errors import InputError
+from resnets.infer import Classifier, format_result, image_files
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -52,9 +54,6 @@ def run_predict(args: argparse.Namespace) -> int:
     import warnings
 
     from tqdm import tqdm
-
-    from resnets.errors import InputError
-    from resnets.infer import Classifier, format_result, image_files
 
     # PIL warns (several lines, no file name) about recoverable damage such as corrupt EXIF; the
     # image still decodes, and a file that does not is reported below in one line.

@@ -10,11 +10,13 @@ from typing import Any
 
 from resnets.cli.common import print_json
 from resnets.errors import ResNetsError
+from resnets.train import distributed, ranks, train
+from resnets.train.config import config_fields
+from resnets.train.recipes import RECIPES, resolve_recipe
+from resnets.train.run_dir import check_fresh_run_dir, default_run_dir, read_run_config
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
-    from resnets.train.config import config_fields
-    from resnets.train.recipes import RECIPES
 
     p = sub.add_parser(
         "train",
@@ -88,7 +90,6 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_config_flag(group: argparse._ArgumentGroup, f: Any) -> None:
-    from resnets.train.recipes import RECIPES
 
     flag = "--" + f.name.replace("_", "-")
     kind = str(f.type)
@@ -147,7 +148,6 @@ class _Unset:
 
 def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Config fields given on the command line (after those of --config FILE)."""
-    from resnets.train.config import config_fields
 
     overrides = load_config_file(args.config) if args.config else {}
     for f in config_fields():
@@ -161,8 +161,6 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def load_config_file(path: str) -> dict[str, Any]:
     from pathlib import Path
-
-    from resnets.train.config import config_fields
 
     text = Path(path).read_text(encoding="utf-8")
     try:
@@ -200,10 +198,6 @@ def format_config(config: Any, fmt: str, recipe: str) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    from resnets.train import distributed, ranks, train
-    from resnets.train.recipes import resolve_recipe
-    from resnets.train.run_dir import check_fresh_run_dir, default_run_dir, read_run_config
 
     overrides = train_overrides(args)
     if args.max_restarts and args.nproc_per_node is None:
@@ -249,7 +243,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def launch_train(args: argparse.Namespace, run_dir: Any) -> int:
     """`resnets train --nproc-per-node N`: the same command in N processes under torchrun."""
-    from resnets.train import distributed
 
     argv = list(args.argv)
     train_args = distributed.strip_flags(

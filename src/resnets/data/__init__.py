@@ -4,7 +4,8 @@
 batches on the training device (tensor-resident for small datasets, a DataLoader for folders).
 """
 
-from resnets.data.datasets import ImageData, Split, load_data
+from resnets.data.datasets import ImageData, Split
 from resnets.data.loaders import make_loader
+from resnets.data.registry import load_data
 
 __all__ = ["ImageData", "Split", "load_data", "make_loader"]

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from PIL import Image
 
-from resnets.images import MAX_PIXELS
+from resnets.data.images import MAX_PIXELS
 
 EXIF_ORIENTATION = 0x0112
 

@@ -15,8 +15,10 @@ import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from resnets.data.datasets import ImageData, Split, split_indices, subset
+from resnets.data.device_decode import device_ready_jpeg
+from resnets.data.images import open_rgb
+from resnets.data.transforms import folder_eval_transform
 from resnets.errors import DataError
-from resnets.images import open_rgb
 
 VAL_NAMES = ("val", "validation", "test")
 STATS_SAMPLE = 256
@@ -103,7 +105,6 @@ def load_folder(
 
 def estimate_stats(files: list[str], size: int, resize: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean/std of up to STATS_SAMPLE training images (a fixed sample), as evaluated."""
-    from resnets.data.transforms import folder_eval_transform
 
     transform = folder_eval_transform(size, resize, mean=None, std=None)
     pick = np.random.default_rng(0).permutation(len(files))[:STATS_SAMPLE]
@@ -135,8 +136,6 @@ class FolderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         if self.encoded:
-            from resnets.data.device_decode import device_ready_jpeg
-
             raw = device_ready_jpeg(self.files[i])
             if raw is not None:
                 return raw, self.labels[i], None

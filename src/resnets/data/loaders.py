@@ -14,14 +14,16 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from resnets.data.augment import crop_flip, sample_crop_flip
 from resnets.data.datasets import ImageData, Split
+from resnets.data.device_decode import decode_batch
+from resnets.data.folder import FolderDataset, collate_skipping
 from resnets.data.transforms import (
     check_tensor_augment,
     folder_eval_transform,
     folder_train_transform,
     normalize,
 )
-from resnets.gpu_augment import crop_flip, sample_crop_flip
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -137,7 +139,6 @@ class FolderLoader:
         world_size: int = 1,
         decode_on_device: bool = False,
     ) -> None:
-        from resnets.data.folder import FolderDataset
 
         assert split.files is not None
         self.dataset = FolderDataset(split.files, split.labels, transform, encoded=decode_on_device)
@@ -155,7 +156,6 @@ class FolderLoader:
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
         """The epoch's batches for this rank, from batch `skip` on (a resume in mid-epoch)."""
-        from resnets.data.folder import collate_skipping
 
         gen = epoch_generator(self.seed, epoch)
         n = len(self.dataset)
@@ -184,7 +184,6 @@ class FolderLoader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def _decode_on_device(self, items: list, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from resnets.data.device_decode import decode_batch
 
         images, failed = decode_batch(items, self.dataset.transform, self.device)
         self.skipped.extend(failed)

@@ -19,7 +19,7 @@ from resnets.models.spec import ResNetSpec
 
 
 class ResNet(nn.Module):
-    # The stem's conv and BN (when the stem has them as single layers): see resnets.fuse.
+    # The stem's conv and BN (when the stem has them as single layers): see resnets.runtime.fold_bn.
     conv_bn_pairs = (("conv1", "bn1"),)
 
     def __init__(self, spec: ResNetSpec) -> None:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from resnets.data import load_data, make_loader
 from resnets.errors import ResNetsError
+from resnets.models.create import create_model, resolve_spec
+from resnets.models.zoo import default_input_size
 from resnets.train import ranks
 from resnets.train.config import TrainConfig
+from resnets.weights.load import load_weights
 
 
 def load_training_data(config: TrainConfig):
-    from resnets.data import load_data
-    from resnets.models.create import resolve_spec
-    from resnets.models.zoo import default_input_size
 
     return load_data(
         config.data,
@@ -29,14 +30,11 @@ def load_training_data(config: TrainConfig):
 
 
 def build_model(config: TrainConfig, data) -> nn.Module:
-    from resnets.models.create import create_model
 
     model = create_model(
         config.model, num_classes=data.num_classes, in_channels=data.in_channels, **config.model_overrides()
     )
     if config.weights:  # fine-tuning: start from these weights (a resumed run then restores its own)
-        from resnets.weights import load_weights
-
         load_weights(model, config.weights, reset_head=config.reset_head)
     return model
 
@@ -114,7 +112,6 @@ def split_batch(config: TrainConfig, world: int, train_images: int) -> int:
 
 
 def build_loaders(config: TrainConfig, data, device: torch.device, micro_batch: int):
-    from resnets.data import make_loader
 
     augment = config.augment
     if augment == "auto":

@@ -15,13 +15,10 @@ from contextlib import AbstractContextManager
 import torch
 from torch import nn
 
-from resnets import fast
 from resnets.errors import ResNetsError
+from resnets.runtime import device as runtime_device
+from resnets.runtime.optimize import optimize
 from resnets.train.config import TrainConfig
-
-
-def resolve_device(name: str) -> torch.device:
-    return fast.resolve_device(name)
 
 
 def use_channels_last(config: TrainConfig, device: torch.device) -> bool:
@@ -48,13 +45,13 @@ def set_determinism(config: TrainConfig, device: torch.device) -> None:
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     if precision == "fp16" and device.type != "cuda":
         raise ResNetsError("--precision fp16 needs CUDA; on CPU use bf16 or fp32")
-    return fast.autocast(device, precision)
+    return runtime_device.autocast(device, precision)
 
 
 def speed_up(model: nn.Module, config: TrainConfig, device: torch.device) -> nn.Module:
     """The module to call in the training step: `model` on `device`, channels-last, compiled and
     with checkpointed activations as the config asks (the loop's own autocast covers precision)."""
-    return fast.optimize(
+    return optimize(
         model,
         mode="train",
         device=device,

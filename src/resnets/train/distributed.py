@@ -27,8 +27,9 @@ import torch.distributed as dist
 from torch import nn
 
 from resnets.errors import ResNetsError
+from resnets.runtime.device import resolve_device
 from resnets.train import ranks
-from resnets.train.device import resolve_device
+from resnets.train.run_dir import default_run_dir
 
 # Test-only fault injection: "RANK:STEP" kills that rank (SIGKILL, as an OOM killer or a lost
 # machine would) right after optimizer step STEP, on the first attempt only, so the restarted
@@ -110,7 +111,6 @@ def shared_run_dir(config, device: torch.device) -> Path:
     (torchrun's default id "none") rank 0's time-stamped name, which a restarted group could not
     find again, so restarts then need `--out`.
     """
-    from resnets.train.run_dir import default_run_dir
 
     if config.out:
         return Path(config.out)

@@ -20,6 +20,8 @@ import signal
 
 import torch
 
+from resnets.train import distributed, ranks
+
 _fired: set[str] = set()
 
 
@@ -37,7 +39,6 @@ def after_step(step: int) -> None:
         if int(spec) == step:
             os.kill(os.getpid(), signal.SIGKILL)
         return
-    from resnets.train import distributed, ranks
 
     rank, at, *mode = spec.split(":")
     first_attempt = distributed.restart_count() == 0

@@ -22,9 +22,12 @@ from typing import Any
 import torch
 
 from resnets.errors import ResNetsError
+from resnets.runtime.device import resolve_device
 from resnets.train import ranks
+from resnets.train.build import build_model, load_training_data
 from resnets.train.checkpoint import describe_checkpoint
 from resnets.train.config import TrainConfig
+from resnets.train.device import autocast, speed_up, to_input, use_channels_last
 
 
 class NonFiniteLossError(ResNetsError):
@@ -100,7 +103,6 @@ def largest_batch_size(config: TrainConfig) -> int:
     Tried on a fresh model (same architecture, device and precision; without torch.compile, and
     without optimizer state, so leave a little headroom), with random inputs of the data's shape.
     """
-    from resnets.train.device import resolve_device
 
     device = resolve_device(config.device)
     found = _search_on_fresh_model(config, device)
@@ -109,8 +111,6 @@ def largest_batch_size(config: TrainConfig) -> int:
 
 
 def _search_on_fresh_model(config: TrainConfig, device: torch.device) -> int:
-    from resnets.train.build import build_model, load_training_data
-    from resnets.train.device import autocast, speed_up, to_input, use_channels_last
 
     data = load_training_data(config)
     model = build_model(config, data)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from resnets.atomic import atomic_write, write_text
+from resnets.atomic import write_text
 from resnets.errors import ResNetsError
 
 COLUMNS = (
@@ -155,27 +155,3 @@ def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
 
 def _csv_value(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
-
-
-def plot_curves(path: Path, history: Sequence[dict[str, Any]], title: str = "") -> None:
-    """Loss and top-1 accuracy against epoch, train and val: curves.png (matplotlib, Agg)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    epochs = [r["epoch"] for r in history]
-    fig = Figure(figsize=(10, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, [r["train_loss"] for r in history], label="train")
-    loss_ax.plot(epochs, [r["val_loss"] for r in history], label="val")
-    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    acc_ax.plot(epochs, [100 * r["train_top1"] for r in history], label="train")
-    acc_ax.plot(epochs, [100 * r["val_top1"] for r in history], label="val")
-    acc_ax.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="accuracy")
-    for ax in (loss_ax, acc_ax):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))

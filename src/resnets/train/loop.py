@@ -29,6 +29,9 @@ import torch
 from torch import nn
 
 from resnets.atomic import write_json
+from resnets.data import make_loader
+from resnets.plots import plot_curves
+from resnets.runtime.metrics import evaluate
 from resnets.train import distributed, faults, ranks
 from resnets.train.build import (
     build_ema,
@@ -48,10 +51,11 @@ from resnets.train.device import (
     use_channels_last,
 )
 from resnets.train.guards import LossGuard, handle_out_of_memory
-from resnets.train.logging import RunLog, check_tensorboard, format_duration, plot_curves
+from resnets.train.logging import RunLog, check_tensorboard, format_duration
 from resnets.train.run_dir import run_record
 from resnets.train.schedule import Schedule
 from resnets.train.state import TrainState, restore, save
+from resnets.weights.format import WeightsMeta, save_weights
 
 
 @handle_out_of_memory
@@ -237,7 +241,6 @@ def _train(config, run_dir, device, resume, console, table_stream, stop_after_ep
 
 
 def evaluate_model(model: nn.Module, loader, num_classes: int, amp, channels_last: bool):
-    from resnets.evaluate import evaluate
 
     return evaluate(
         model,
@@ -274,7 +277,6 @@ def finish(
     run_dir, config, data, eval_model, val_loader, state, epochs, device, amp, channels_last, world_size
 ) -> dict[str, Any]:
     """Write model.safetensors, curves.png and summary.json; return the summary."""
-    from resnets.weights import WeightsMeta, save_weights
 
     last = state.history[-1]
     summary: dict[str, Any] = {
@@ -303,8 +305,6 @@ def finish(
         "skipped_images": sorted({f for r in state.history for f in r.get("skipped_files", [])}),
     }
     if config.eval_crops == 10 and not data.val.in_memory:
-        from resnets.data import make_loader
-
         ten = make_loader(
             data,
             "val",

@@ -16,6 +16,7 @@ from torch import nn
 
 from resnets.errors import ResNetsError
 from resnets.train.config import TrainConfig
+from resnets.version import __version__
 
 
 def run_record(
@@ -24,8 +25,6 @@ def run_record(
     """config.json: the resolved config plus what is needed to trust and repeat the run."""
     import numpy
     import torchvision
-
-    from resnets import __version__
 
     return {
         "config": config.to_dict(),

@@ -26,8 +26,11 @@ from torch import nn
 
 from resnets.atomic import atomic_write
 from resnets.errors import ExportError, SpecError
-from resnets.fuse import fuse_bn
-from resnets.weights import WeightsMeta, find_weights, load_model, save_weights
+from resnets.models.create import create_model
+from resnets.models.zoo import ZOO, default_input_size
+from resnets.runtime.fold_bn import fuse_bn
+from resnets.weights.format import WeightsMeta, save_weights
+from resnets.weights.load import find_weights, load_model
 
 FORMATS: dict[str, str] = {
     "onnx": ".onnx",
@@ -216,7 +219,6 @@ def load_source(
     """(model, metadata, weights file) for a run directory, a weights file (`model` names the
     network of one that does not say), or a model name or spec (randomly initialised: handy
     for trying a runtime or for tests)."""
-    from resnets.models.create import create_model
 
     path = Path(source)
     if path.exists():
@@ -234,7 +236,6 @@ def load_source(
 
 def meta_for_model(model: nn.Module) -> WeightsMeta:
     """Metadata for a model that came without a weights file: its spec and its zoo facts."""
-    from resnets.models.zoo import ZOO
 
     name = getattr(model, "model_name", "custom")
     spec = getattr(model, "spec", None)
@@ -418,7 +419,6 @@ def _float_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 def _default_size(model: nn.Module) -> int:
-    from resnets.models.zoo import default_input_size
 
     return default_input_size(model.spec)
 

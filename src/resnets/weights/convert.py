@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from resnets.errors import WeightsError
-from resnets.weights import WeightsMeta, load_model, save_weights
+from resnets.weights.format import WeightsMeta, save_weights
+from resnets.weights.load import load_model
 
 
 def convert_weights(

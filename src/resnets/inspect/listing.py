@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from resnets.inspect.summary import human, summary
 from resnets.models.zoo import ZOO, default_input_size, variant
-from resnets.summary import human, summary
 
 
 def model_listing() -> list[dict[str, Any]]:

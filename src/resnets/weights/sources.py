@@ -16,7 +16,7 @@ from pathlib import Path
 from resnets.errors import WeightsError
 from resnets.models.resnet import ResNet
 from resnets.models.zoo import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
-from resnets.weights import WeightsMeta
+from resnets.weights.format import WeightsMeta
 
 CIFAR10_CLASSES = (
     "airplane",

@@ -30,16 +30,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnets.errors import ResNetsError
-from resnets.fast import (
-    CudaGraphStep,
-    autocast,
-    make_optimizer,
-    make_train_step,
-    optimize,
-    resolve_device,
-)
 from resnets.models.create import create_model
 from resnets.models.zoo import default_input_size
+from resnets.runtime.device import autocast, resolve_device
+from resnets.runtime.optimize import optimize
+from resnets.train.step import CudaGraphStep, make_optimizer, make_train_step
 
 PEERS = ("torchvision", "torchvision-compile", "onnxruntime")
 GRAPH_WARMUP = 2  # eager steps before a CUDA-graph step captures; bench warm-up must exceed it

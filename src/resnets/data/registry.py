@@ -1,0 +1,69 @@
+"""The registry of data sources: from what `--data` says to an `ImageData`.
+
+'digits' and 'synthetic' are built in, 'cifar10'/'cifar100' are CIFAR python folders under
+`data_dir`, and a path is a CIFAR python folder or an ImageFolder root.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resnets.data import cifar, digits, folder, synthetic
+from resnets.data.datasets import ImageData
+from resnets.errors import DataError
+
+
+def load_data(
+    name: str,
+    *,
+    input_size: int | None = None,
+    val_split: float | None = None,
+    split_seed: int = 0,
+    data_dir: str | Path = "data",
+    download: bool = False,
+    synthetic_count: int = 512,
+    synthetic_classes: int = 10,
+    default_size: int = 224,
+) -> ImageData:
+    """The dataset `name`: 'digits', 'synthetic', 'cifar10', 'cifar100', or a path to a CIFAR
+    python folder or an ImageFolder root.
+
+    `val_split` holds out part of the training data (fraction or count); without it the dataset's
+    own test/val part is the validation split (digits, which has none, holds out 20%).
+    `default_size` is the resolution folders get when `input_size` is not given (the model's).
+    """
+
+    if name == "digits":
+        return digits.load_digits_data(input_size=input_size, val_split=val_split, split_seed=split_seed)
+    if name == "synthetic":
+        return synthetic.load_synthetic(
+            count=synthetic_count,
+            classes=synthetic_classes,
+            input_size=input_size or 32,
+            val_split=val_split,
+            split_seed=split_seed,
+        )
+    if name in cifar.NAMED:
+        root = cifar.named_root(name, data_dir, download)
+        return cifar.load_cifar(root, input_size=input_size, val_split=val_split, split_seed=split_seed)
+    if name == "imagenet":
+        raise DataError(
+            "ImageNet cannot be downloaded for you; pass --data PATH to its ImageFolder root "
+            "(train/<class>/*.JPEG and val/<class>/*.JPEG)"
+        )
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"no dataset {name!r}: use 'digits', 'synthetic', 'cifar10', 'cifar100', or a path to a "
+            "CIFAR python folder or an ImageFolder root"
+        )
+    for candidate in (path, path / "cifar-10-batches-py", path / "cifar-100-python"):
+        if candidate.is_dir():
+            cifar.check_complete(candidate)
+    if cifar.find_cifar_root(path) is not None:
+        return cifar.load_cifar(
+            cifar.find_cifar_root(path), input_size=input_size, val_split=val_split, split_seed=split_seed
+        )
+    return folder.load_folder(
+        path, input_size=input_size or default_size, val_split=val_split, split_seed=split_seed
+    )
