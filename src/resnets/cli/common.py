@@ -6,6 +6,10 @@ import argparse
 import json
 from typing import Any
 
+from resnets.models.create import MODEL_OVERRIDES
+from resnets.runtime.device import PRECISIONS
+from resnets.text import parse_size
+
 EXIT_USAGE = 2
 
 
@@ -17,14 +21,12 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def parse_input_size(text: str) -> int | tuple[int, int]:
-    """'224' -> 224; '224x320' -> (224, 320) as (H, W)."""
+    """--input-size: '224' -> 224; '224x320' -> (224, 320) as (H, W) (text.parse_size), with
+    argparse's one-line usage error for anything else."""
     try:
-        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
-    if len(parts) not in (1, 2) or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected N or HxW with positive sizes, got {text!r}")
-    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +68,7 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
     """How eval and predict run the network (both through resnets.optimize(mode="infer"))."""
     parser.add_argument(
         "--precision",
-        choices=["fp32", "bf16", "fp16"],
+        choices=list(PRECISIONS),
         default="fp32",
         help="run the network under autocast at this precision; outputs come back fp32 (default: fp32)",
     )
@@ -78,8 +80,8 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("num_classes", "in_channels", "shortcut", "width", "drop_path_rate", "zero_init_residual")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    """The model override flags the user set (models.create.MODEL_OVERRIDES), for create_model."""
+    return {k: getattr(args, k) for k in MODEL_OVERRIDES if getattr(args, k, None) is not None}
 
 
 def print_json(data: Any) -> None:

@@ -15,6 +15,10 @@ from resnets.models.resnet import ResNet
 from resnets.models.spec import ResNetSpec
 from resnets.models.zoo import ZOO
 
+# The spec fields a user may override on a named network (the CLI's model flags, a training
+# config's model fields); `resolve_spec` takes any field, these are the ones offered.
+MODEL_OVERRIDES = ("num_classes", "in_channels", "shortcut", "width", "drop_path_rate", "zero_init_residual")
+
 _COMPACT = re.compile(r"(?P<block>basic|bottleneck):(?P<depths>\d+(?:-\d+)*)(?::(?P<widths>\d+(?:-\d+)*))?")
 
 
