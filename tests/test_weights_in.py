@@ -11,9 +11,11 @@ from cifar_reference import CifarReferenceResNet, randomize_bn_statistics
 from resnets import create_model, load_weights
 from resnets.cli import main
 from resnets.errors import WeightsError
+from resnets.export import export
 from resnets.train.build import build_model
 from resnets.train.config import TrainConfig
-from resnets.weights import load_model, save_weights
+from resnets.weights import load_model, read_safetensors, save_weights
+from resnets.weights.format import meta_for_model
 
 
 def _logits(model, x):
@@ -209,3 +211,52 @@ def test_predict_and_export_read_a_torchvision_pth_named_with_model(torchvision_
     out = tmp_path / "resnet18.onnx"
     assert main(["export", str(path), "--model", "resnet18", "--format", "onnx", "--out", str(out)]) == 0
     assert out.is_file()
+
+
+# The preprocessing a network's family was published with. ImageNet: torchvision's eval transform
+# for its ResNet weights. CIFAR-10: the per-channel statistics of its training set as published
+# with the CIFAR reproductions (akamaster/pytorch_resnet_cifar10 and others), and 32 px.
+IMAGENET = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+CIFAR10_MEAN, CIFAR10_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet20", "basic:1-1-1:4-8-16"])
+def test_a_model_without_metadata_gets_the_same_metadata_from_save_export_and_load(tmp_path, name):
+    """One meta_for_model: save_weights without metadata, export of a model without metadata and
+    a foreign checkpoint named with --model all record the family's preprocessing."""
+    model = create_model(name)
+    meta = meta_for_model(model)
+    if model.spec.stem == "cifar":
+        assert (meta.mean, meta.std) == (pytest.approx(CIFAR10_MEAN), pytest.approx(CIFAR10_STD))
+        assert (meta.input_size, meta.resize_size) == (32, None)
+    else:
+        preset = IMAGENET.transforms()
+        assert (meta.mean, meta.std) == (pytest.approx(preset.mean), pytest.approx(preset.std))
+        assert (meta.input_size, meta.resize_size) == (preset.crop_size[0], preset.resize_size[0])
+    assert meta.model == name and meta.spec == model.spec.to_dict() and meta.classes is None
+
+    saved = read_safetensors(save_weights(model, tmp_path / "saved.safetensors"))[1]
+    assert saved == meta
+    export(model.eval(), "safetensors", tmp_path / "exported.safetensors", input_size=32)
+    exported = read_safetensors(tmp_path / "exported.safetensors")[1]
+    assert exported.extra.pop("export")["format"] == "safetensors"
+    assert exported == meta.__class__(**{**meta.__dict__, "input_size": 32})
+
+    torch.save(model.state_dict(), tmp_path / "foreign.pth")
+    _, loaded = load_model(tmp_path / "foreign.pth", model=name)
+    assert loaded == meta_for_model(model, dataset_classes=True)
+    assert (loaded.mean, loaded.std, loaded.input_size) == (meta.mean, meta.std, meta.input_size)
+    if name == "resnet18":
+        assert loaded.classes == IMAGENET.meta["categories"] and loaded.extra["classes_from"] == "imagenet-1k"
+    elif name == "resnet20":
+        assert loaded.classes[:2] == ["airplane", "automobile"] and loaded.extra["classes_from"] == "cifar-10"
+    else:  # 10 outputs and a CIFAR stem, but a network of our own making: still CIFAR-10's shape
+        assert len(loaded.classes) == 10
+
+
+def test_a_one_channel_network_records_no_rgb_statistics_and_other_heads_no_class_names():
+    gray = meta_for_model(create_model("resnet20", in_channels=1), dataset_classes=True)
+    assert gray.mean is None and gray.std is None and gray.input_size == 32
+    four = meta_for_model(create_model("resnet18", num_classes=4), dataset_classes=True)
+    assert four.classes is None and "classes_from" not in four.extra and four.resize_size == 256
+    assert meta_for_model(torch.nn.Linear(2, 2)) == meta_for_model(torch.nn.Linear(2, 2), "custom")

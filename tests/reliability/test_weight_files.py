@@ -22,6 +22,7 @@ from resnets import create_model, load_weights
 from resnets.cli import main
 from resnets.errors import WeightsError
 from resnets.weights import load_model, save_weights
+from resnets.weights.format import check_finite
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "resnets"
 
@@ -264,6 +265,17 @@ def test_nan_and_inf_weights_are_rejected_listing_the_keys(tmp_path, capsys):
     assert "layer1.0.conv1.weight" not in str(error.value)
     code, err = in_process(capsys, "summary", "resnet20", "--weights", str(path))
     assert code == 2 and "layer2.1.conv1.weight" in err and err.count("\n") == 1
+
+
+def test_check_finite_returns_the_bad_tensors_or_raises_naming_the_file():
+    tensors = {f"w{i}": torch.full((2,), float("nan") if i % 2 else float("-inf")) for i in range(10)}
+    tensors |= {"fine": torch.ones(3), "counter": torch.tensor([7])}
+    assert check_finite(tensors) == [f"w{i}" for i in range(10)]
+    assert check_finite({"fine": torch.ones(3), "half": torch.zeros(2, dtype=torch.float16)}) == []
+    expected = "m.safetensors: non-finite values (NaN or inf) in w0, w1, w2, w3, w4, w5, w6, w7 and 2 more"
+    with pytest.raises(WeightsError) as error:
+        check_finite(tensors, "m.safetensors")
+    assert str(error.value) == expected
 
 
 def test_safetensors_with_wrong_shapes_and_keys_lists_them(tmp_path):

@@ -2,7 +2,8 @@
 
 The header says how to rebuild and use the model: `resnets.model` (name), `resnets.spec` (the full
 ResNetSpec as JSON), and optional `resnets.classes`, `resnets.mean`, `resnets.std`,
-`resnets.input_size`, `resnets.resize_size` (all JSON).
+`resnets.input_size`, `resnets.resize_size` (all JSON). `meta_for_model` fills them in for a model
+that comes without a file: from its spec and what we know of its family (sources.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from torch import nn
 
 from resnets.atomic import atomic_write
 from resnets.errors import WeightsError
+from resnets.models.zoo import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
+from resnets.text import first_line, shorten
+from resnets.weights.sources import CIFAR10_CLASSES, IMAGENET_INPUT, IMAGENET_RESIZE, imagenet_classes
 
 FORMAT_VERSION = "1"
 _PREFIX = "resnets."
@@ -66,15 +70,48 @@ class WeightsMeta:
         return meta
 
 
+def meta_for_model(
+    model: nn.Module, name: str | None = None, *, dataset_classes: bool = False
+) -> WeightsMeta:
+    """Metadata for a model that comes without a weights file's: its name (`name`, else the
+    model's `model_name`, else "custom") and spec, and the preprocessing of its family: a CIFAR
+    stem (sec. 4.2) gets CIFAR-10's mean/std and 32 px; any other ResNet ImageNet's mean/std and
+    torchvision's eval transform (resize the shorter side to 256, centre-crop 224; sec. 3.4).
+    RGB statistics are left out for inputs with another number of channels.
+
+    `dataset_classes=True` (for weights trained elsewhere, e.g. a torchvision `.pth`) also names
+    the classes of the family's dataset when the head has as many outputs: the 1000 ImageNet-1k
+    or the 10 CIFAR-10 names, with `extra["classes_from"]` saying so. A module without a spec
+    (not a ResNet) gets its name only.
+    """
+    spec = getattr(model, "spec", None)
+    meta = WeightsMeta(model=name or getattr(model, "model_name", "custom"))
+    if spec is None:
+        return meta
+    meta.spec = spec.to_dict()
+    if spec.stem == "cifar":
+        meta.mean, meta.std, meta.input_size = list(CIFAR10_MEAN), list(CIFAR10_STD), 32
+        classes, source = CIFAR10_CLASSES, "cifar-10"
+    else:
+        meta.mean, meta.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+        meta.input_size, meta.resize_size = IMAGENET_INPUT, IMAGENET_RESIZE
+        classes, source = imagenet_classes(), "imagenet-1k"
+    if dataset_classes and spec.num_classes == len(classes):
+        meta.classes, meta.extra["classes_from"] = list(classes), source
+    if spec.in_channels != len(meta.mean):  # RGB statistics do not describe other inputs
+        meta.mean = meta.std = None
+    return meta
+
+
 def save_weights(model: nn.Module, path: str | os.PathLike, meta: WeightsMeta | None = None) -> Path:
-    """Write the model's state_dict as safetensors with our metadata, atomically (atomic.py)."""
+    """Write the model's state_dict as safetensors with our metadata (default: `meta_for_model`),
+    atomically (atomic.py: temp file, fsync, rename, fsync of the folder). Returns `path`.
+
+    Raises OSError when the folder cannot be written; nothing is left behind then.
+    """
     path = Path(path)
     if meta is None:
-        spec = getattr(model, "spec", None)
-        meta = WeightsMeta(
-            model=getattr(model, "model_name", "custom"),
-            spec=spec.to_dict() if spec is not None else None,
-        )
+        meta = meta_for_model(model)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta.to_header()))
     return path
@@ -90,7 +127,7 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
             header = f.metadata()
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+        raise WeightsError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     return tensors, WeightsMeta.from_header(header, path)
 
 
@@ -106,14 +143,15 @@ def looks_like_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8
 
 
-def check_finite(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """NaN or inf in a weight would silently poison every output; name the tensors that have them."""
+def check_finite(tensors: dict[str, torch.Tensor], path: str | os.PathLike | None = None) -> list[str]:
+    """The sorted names of the floating-point tensors holding NaN or inf: such a weight would
+    silently poison every output.
+
+    With `path` (the file the tensors come from or go to), raises a WeightsError naming that file
+    and the tensors (the first 8, "and N more") instead of returning a non-empty list; without,
+    returns the list (empty when every tensor is finite) for the caller to word its own error.
+    """
     bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
-    if bad:
-        shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
-        raise WeightsError(f"{path}: non-finite values (NaN or inf) in {shown}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    if bad and path is not None:
+        raise WeightsError(f"{path}: non-finite values (NaN or inf) in {shorten(bad)}")
+    return bad

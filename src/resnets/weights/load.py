@@ -18,10 +18,16 @@ from torch import nn
 from resnets.errors import WeightsError
 from resnets.models.create import create_model
 from resnets.models.spec import ResNetSpec
-from resnets.weights.format import WeightsMeta, check_finite, looks_like_safetensors, read_safetensors
+from resnets.text import shorten
+from resnets.weights.format import (
+    WeightsMeta,
+    check_finite,
+    looks_like_safetensors,
+    meta_for_model,
+    read_safetensors,
+)
 from resnets.weights.keymap import extract_state_dict, map_to_model
 from resnets.weights.pytorch_files import read_checkpoint
-from resnets.weights.sources import default_meta
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], WeightsMeta]:
@@ -110,7 +116,7 @@ def load_model(
         )
     else:
         net = create_model(model, **overrides)
-        meta = default_meta(model, net)
+        meta = meta_for_model(net, model, dataset_classes=True)
     net.load_state_dict(fit_state_dict(net, tensors, weights, reset_head=reset_head), strict=True)
     net.model_name = meta.model
     return net.eval().to(device), meta
@@ -129,7 +135,6 @@ def check_state_dict(model: nn.Module, tensors: dict[str, torch.Tensor], path: s
     problems = []
     for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
         if keys:
-            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
-            problems.append(f"{label}: {shown}")
+            problems.append(f"{label}: {shorten(keys)}")
     if problems:
         raise WeightsError(f"{path}: weights do not fit the model; " + "; ".join(problems))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import re
 import warnings
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from resnets.errors import WeightsError
+from resnets.text import first_line, shorten
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
@@ -39,7 +41,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         if unsafe:
             raise WeightsError(
                 f"{path}: refused: loading it would need the unsafe pickled global(s) "
-                f"{', '.join(unsafe[:8])}{f' and {len(unsafe) - 8} more' if len(unsafe) > 8 else ''}, "
+                f"{shorten(unsafe)}, "
                 "which can run arbitrary code; only tensors and plain "
                 "containers are accepted (save a state_dict, or use safetensors)"
             ) from None
@@ -47,7 +49,9 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     except Exception as exc:  # noqa: BLE001 - a damaged file fails anywhere in torch's reader
         # KeyError, IndexError, struct.error, AssertionError...: whatever the bytes make torch's
         # zip and pickle readers trip on, it is one fact about the file.
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({_short(exc)})") from None
+        # torch's messages go on for several sentences: the first says what went wrong.
+        reason = first_line(exc).split(". ")[0][:160]
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
 
 
 def unsafe_globals(path: Path, exc: BaseException) -> list[str]:
@@ -71,8 +75,6 @@ def unsafe_globals(path: Path, exc: BaseException) -> list[str]:
 def _pickle_globals(path: Path) -> list[str]:
     """The globals named by the pickles at the start of `path`, read by pickletools opcode by
     opcode: nothing is constructed or run. STACK_GLOBAL takes the two strings pushed before it."""
-    import pickletools
-
     found: list[str] = []
     strings: list[str] = []
     with open(path, "rb") as f:
@@ -97,10 +99,3 @@ def _disallowed(names: list[str]) -> list[str]:
         return sorted({n for n in names if not n.startswith(("torch.", "collections.OrderedDict"))})
     allowed = set(allowed_fn())
     return sorted({n for n in names if n not in allowed})
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    first = first.split(". ")[0]  # torch's messages go on for several sentences
-    return first[:160]

@@ -1,9 +1,11 @@
-"""What a weights file from elsewhere does not say, filled in from what we know about its model.
+"""What a weights file from elsewhere does not say, and we know: class names and preprocessing.
 
 A torchvision or timm state dict holds tensors only. To predict names from it we need the class
 names and the preprocessing it was trained with: a 1000-class ImageNet network gets ImageNet's
-classes (bundled, from torchvision's weight metadata), mean/std and torchvision's eval transform
-(resize the shorter side to 256, centre-crop 224); a 10-class CIFAR network gets CIFAR-10's.
+classes (bundled, from torchvision's weight metadata) and torchvision's eval transform (resize
+the shorter side to 256, centre-crop 224); a 10-class CIFAR network gets CIFAR-10's.
+`format.meta_for_model` puts these into a model's metadata; user-given names come from
+`read_class_names`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,6 @@ from importlib import resources
 from pathlib import Path
 
 from resnets.errors import WeightsError
-from resnets.models.resnet import ResNet
-from resnets.models.zoo import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
-from resnets.weights.format import WeightsMeta
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -50,22 +49,3 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     if not names:
         raise WeightsError(f"{path}: no class names in it (expected one per line)")
     return names
-
-
-def default_meta(name: str, model: ResNet) -> WeightsMeta:
-    """Metadata for `model` (built as `name`) when its weights file brings none; `extra` says
-    where filled-in class names come from ("imagenet-1k", "cifar-10")."""
-    spec = model.spec
-    meta = WeightsMeta(model=name, spec=spec.to_dict())
-    if spec.stem == "cifar":
-        meta.mean, meta.std, meta.input_size = list(CIFAR10_MEAN), list(CIFAR10_STD), 32
-        if spec.num_classes == len(CIFAR10_CLASSES):
-            meta.classes, meta.extra["classes_from"] = list(CIFAR10_CLASSES), "cifar-10"
-    else:
-        meta.mean, meta.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
-        meta.input_size, meta.resize_size = IMAGENET_INPUT, IMAGENET_RESIZE
-        if spec.num_classes == len(imagenet_classes()):
-            meta.classes, meta.extra["classes_from"] = list(imagenet_classes()), "imagenet-1k"
-    if spec.in_channels != len(meta.mean):  # RGB statistics do not describe other inputs
-        meta.mean = meta.std = None
-    return meta
