@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from resnets.data.walk import Skipped
 from resnets.errors import DataError
 
 
@@ -36,6 +37,7 @@ class ImageData:
     `input_size` is the training resolution; `resize_size` (folders only) is the shorter side an
     evaluation image is resized to before the centre crop. `mean`/`std` are per channel, on the
     0..1 scale, measured on the training split unless the dataset has published ones.
+    `passed_over` (folders only) is what the walk over the folders left out, and why.
     """
 
     name: str
@@ -48,6 +50,7 @@ class ImageData:
     in_channels: int = 3
     resize_size: int | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    passed_over: list[Skipped] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:

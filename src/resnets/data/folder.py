@@ -2,7 +2,10 @@
 
 Problems a user can fix are found before training starts, with the path in the message: no
 class folders, an empty class, a hidden folder (`.ipynb_checkpoints`) that would silently become
-a class. Images that fail to decode during training are skipped and reported by name.
+a class. Class folders are listed by the one tree walker (walk.py) that `resnets predict` uses:
+the same image extensions, each real file once, no link loops; what it passes over is kept in
+`ImageData.passed_over`. Images that fail to decode during training are skipped and reported by
+name.
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from resnets.data.datasets import ImageData, Split, split_indices, subset
 from resnets.data.device_decode import device_ready_jpeg
-from resnets.data.images import open_rgb
-from resnets.data.transforms import folder_eval_transform
+from resnets.data.images import IMAGE_EXTENSIONS, open_rgb
+from resnets.data.transforms import eval_resize, folder_eval_transform
+from resnets.data.walk import ImageWalker
 from resnets.errors import DataError
 
 VAL_NAMES = ("val", "validation", "test")
@@ -39,24 +42,25 @@ def find_classes(root: Path) -> list[str]:
     return folders
 
 
-def list_images(root: Path, classes: list[str]) -> tuple[list[str], list[int]]:
-    """Every image file under each class folder (recursively, hidden files and folders skipped)."""
+def list_images(
+    root: Path, classes: list[str], walker: ImageWalker | None = None
+) -> tuple[list[str], list[int]]:
+    """Every image file under each class folder, with its class index, in walk order (walk.py:
+    recursive, sorted, hidden files and folders passed over, each real file once). Pass one
+    `walker` for several roots to keep them from sharing a file; it collects what was skipped.
+
+    Raises DataError naming a class folder with no images.
+    """
+    walker = walker or ImageWalker()
     files: list[str] = []
     labels: list[int] = []
     for index, name in enumerate(classes):
-        found = []
-        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            found.extend(
-                os.path.join(dirpath, f)
-                for f in sorted(filenames)
-                if not f.startswith(".") and f.lower().endswith(IMG_EXTENSIONS)
-            )
+        found = walker.walk(root / name)
         if not found:
             raise DataError(
-                f"{root / name}: class '{name}' has no images ({', '.join(IMG_EXTENSIONS[:4])}, ...)"
+                f"{root / name}: class '{name}' has no images ({', '.join(IMAGE_EXTENSIONS[:4])}, ...)"
             )
-        files.extend(found)
+        files.extend(map(str, found))
         labels.extend([index] * len(found))
     return files, labels
 
@@ -71,7 +75,8 @@ def load_folder(
         next((root / n for n in VAL_NAMES if (root / n).is_dir()), None) if train_root != root else None
     )
     classes = find_classes(train_root)
-    files, labels = list_images(train_root, classes)
+    walker = ImageWalker()  # one for both splits: a file linked into val and train counts once
+    files, labels = list_images(train_root, classes, walker)
     train = Split(labels=torch.as_tensor(labels), files=files)
     if val_split:
         train_idx, val_idx = split_indices(train.labels, val_split, split_seed)
@@ -81,14 +86,14 @@ def load_folder(
         extra = sorted(set(val_classes) - set(classes))
         if extra:
             raise DataError(f"{val_root}: class(es) {', '.join(extra)} are not in {train_root}")
-        val_files, val_labels = list_images(val_root, val_classes)
+        val_files, val_labels = list_images(val_root, val_classes, walker)
         remap = [classes.index(c) for c in val_classes]
         val = Split(labels=torch.as_tensor([remap[i] for i in val_labels]), files=val_files)
     else:
         raise DataError(
             f"{root}: no validation data; add {root}/val/<class>/... next to train/, or pass --val-split 0.1"
         )
-    resize = int(round(input_size / 0.875))
+    resize = eval_resize(input_size)
     mean, std = estimate_stats(train.files, input_size, resize)
     return ImageData(
         name=root.resolve().name,
@@ -100,6 +105,7 @@ def load_folder(
         input_size=input_size,
         resize_size=resize,
         notes={"color": "RGB", "source": str(root)},
+        passed_over=walker.skipped,
     )
 
 

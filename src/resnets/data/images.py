@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from resnets.errors import DataError
+from resnets.text import first_line
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 
@@ -55,12 +56,12 @@ def open_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Ima
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # PIL's own guard, for headers far over the limit: raised while opening, before any pixel.
         raise ImageFileError(
-            f"{path}: over the {max_pixels:,}-pixel limit (a decompression bomb?): {_reason(exc)}"
+            f"{path}: over the {max_pixels:,}-pixel limit (a decompression bomb?): {first_line(exc)}"
         ) from None
     except UnidentifiedImageError as exc:
-        raise ImageFileError(f"{path}: not a readable image ({_reason(exc)})") from None
+        raise ImageFileError(f"{path}: not a readable image ({first_line(exc)})") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageFileError(f"{path}: unreadable or truncated image ({_reason(exc)})") from None
+        raise ImageFileError(f"{path}: unreadable or truncated image ({first_line(exc)})") from None
 
 
 def _open(path: str | os.PathLike) -> Image.Image:
@@ -90,11 +91,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
     return image.convert("RGB") if image.mode != "RGB" else image
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # Truncated files must fail loudly, never decode as half-grey pictures.

@@ -17,6 +17,15 @@ from resnets.errors import DataError
 
 AUGMENTS = ("pad-crop", "resized-crop", "scale", "none")
 TENSOR_AUGMENTS = ("pad-crop", "none")
+# The centre crop covers 87.5% of the resized shorter side: 224 of 256, as in the paper's
+# single-crop ImageNet evaluation (sec. 3.4) and torchvision's reference transforms.
+CROP_FRACTION = 0.875
+
+
+def eval_resize(size: int) -> int:
+    """The shorter side (pixels) an image is resized to before its centre `size` x `size` crop:
+    size / 0.875, rounded (224 -> 256, 32 -> 37)."""
+    return int(round(size / CROP_FRACTION))
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -50,7 +59,7 @@ def folder_train_transform(
     """
     if augment not in AUGMENTS:
         raise DataError(f"unknown augment {augment!r}; use one of {', '.join(AUGMENTS)}")
-    resize = int(round(size / 0.875))
+    resize = eval_resize(size)
     steps: list[Callable] = [v2.ToImage()]
     if augment == "pad-crop":
         steps += [v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.RandomCrop(size, padding=pad)]
