@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import onnx
@@ -14,9 +15,9 @@ import torch
 
 import resnets.export.exporter as export_module
 from cifar_reference import randomize_bn_statistics
-from resnets.cli import main
 from resnets.errors import ExportError
-from resnets.export.exporter import export, load_source
+from resnets.export import export_onnx, onnx_session
+from resnets.export.exporter import export
 from resnets.models.create import create_model
 from resnets.weights import WeightsMeta, load_model, save_weights
 
@@ -53,7 +54,7 @@ def _inputs(batch: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
 
 
 def _export(weights, fmt, out, **options):
-    model, meta, _ = load_source(weights)
+    model, meta = load_model(weights)
     return export(model, fmt, out, meta=meta, **options)
 
 
@@ -228,8 +229,40 @@ def test_failed_verification_leaves_no_file_and_keeps_an_old_one(weights, tmp_pa
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temp file left
 
 
+def test_export_onnx_and_its_session_run_what_eager_pytorch_runs(eager, tmp_path):
+    """The two functions the onnxruntime peer of `resnets bench` shares with `resnets export`."""
+    path = tmp_path / "bench.onnx"
+    made = export_onnx(eager, _inputs(2), path, dynamic_batch=True)
+    assert path.is_file() and made.opset >= 18 and made.exporter == "torch.onnx (dynamo)"
+    session = onnx_session(path, threads=1)
+    assert session.get_session_options().intra_op_num_threads == 1
+    for batch in (1, 4):
+        x = _inputs(batch)
+        (y,) = session.run(None, {"image": x.numpy()})
+        np.testing.assert_allclose(y, eager(x).detach().numpy(), rtol=0, atol=1e-4)
+    old = export_onnx(eager, _inputs(1), None, opset=13)  # in memory only
+    assert old.exporter == "torch.onnx (TorchScript)" and old.opset == 13
+    assert [o.version for o in old.proto.opset_import if o.domain in ("", "ai.onnx")] == [13]
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.onnx"]
+
+
+def test_cli_report_says_what_was_written_how_and_how_close_it_is(tmp_path, run_cli):
+    out = tmp_path / "r20.pt"
+    code, stdout, err = run_cli("export", "resnet20", "--format", "torchscript", "--out", out)
+    assert code == 0, err
+    lines = stdout.splitlines()
+    size = out.stat().st_size
+    assert lines[0] == f"wrote {out} ({size / 2**20:.1f} MiB)" and 2**20 <= size < 2**30
+    assert lines[1] == "format: torchscript via torch.jit.trace; resnet20, input 1x3x32x32, fp32"
+    tolerance = float(re.search(r"tolerance (\S+) ", lines[2]).group(1))
+    assert lines[2].startswith("verified against the eager fp32 model") and tolerance >= 1e-4
+    assert "(= 0.0001 x max(1, max |logit|)):" in lines[2]
+    (diff,) = re.findall(r"^  batch 1: max abs diff (\S+)$", lines[3])
+    assert len(lines) == 4 and float(diff) <= tolerance
+
+
 @pytest.mark.parametrize("where", ["under-a-file", "missing-folder", "a-folder"])
-def test_cli_unwritable_out_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, where):
+def test_cli_unwritable_out_exits_2_with_one_line_and_writes_nothing(tmp_path, run_cli, where):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     out = {
@@ -237,25 +270,25 @@ def test_cli_unwritable_out_exits_2_with_one_line_and_writes_nothing(tmp_path, c
         "missing-folder": tmp_path / "missing" / "model.onnx",
         "a-folder": tmp_path,
     }[where]
-    code = main(["export", "resnet20", "--format", "onnx", "--out", str(out)])
+    code, _, err = run_cli("export", "resnet20", "--format", "onnx", "--out", out)
     assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = err.strip().splitlines()
     assert len(err) == 1 and str(out) in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-folder"]
 
 
-def test_cli_missing_input_exits_2_with_one_line(tmp_path, capsys):
-    code = main(["export", str(tmp_path / "missing.safetensors"), "--format", "onnx"])
+def test_cli_missing_input_exits_2_with_one_line(tmp_path, run_cli):
+    code, _, err = run_cli("export", tmp_path / "missing.safetensors", "--format", "onnx")
     assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = err.strip().splitlines()
     assert len(err) == 1 and "no such run directory, weights file or model name" in err[0]
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_writes_next_to_the_weights_and_reports_json(weights, capsys):
-    code = main(["export", str(weights), "--format", "torchscript", "--json"])
+def test_cli_writes_next_to_the_weights_and_reports_json(weights, run_cli):
+    code, out, _ = run_cli("export", weights, "--format", "torchscript", "--json")
     assert code == 0
-    report = json.loads(capsys.readouterr().out)
+    report = json.loads(out)
     out = weights.with_name("model.pt")
     assert report["path"] == str(out) and out.is_file()
     assert report["size_bytes"] == out.stat().st_size

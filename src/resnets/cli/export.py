@@ -1,11 +1,35 @@
-"""`resnets export`: ONNX, TorchScript, exported program or safetensors, verified before kept."""
+"""`resnets export`: ONNX, TorchScript, exported program or safetensors, verified before kept.
+
+The command's own decisions live here: what SOURCE names (a run, a weights file, or a model to
+build with random weights), where the file goes when --out is not given, whether it can be
+written there (checked before minutes of exporting), and how the report reads.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+from torch import nn
 
 from resnets.cli.common import parse_input_size, print_json
-from resnets.export.exporter import FORMATS, check_options, check_writable, default_out, export, load_source
+from resnets.errors import ExportError, SpecError
+from resnets.export.exporter import (
+    FORMATS,
+    STATIC_BATCH,
+    TOLERANCE,
+    ExportReport,
+    check_options,
+    export,
+)
+from resnets.models.create import create_model
+from resnets.runtime.device import PRECISIONS
+from resnets.text import human_bytes
+from resnets.weights.format import WeightsMeta, meta_for_model
+from resnets.weights.load import find_weights, load_model
+
+WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +85,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--precision",
-        choices=["fp32", "fp16", "bf16"],
+        choices=list(PRECISIONS),
         default="fp32",
         help="weights and input dtype: fp16 for onnx; fp16/bf16 for torchscript, exported-program (default: fp32)",
     )
@@ -99,5 +123,72 @@ def run_export(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict())
     else:
-        print(report.format_text())
+        print(format_report(report))
     return 0
+
+
+def load_source(
+    source: str | os.PathLike, model: str | None = None
+) -> tuple[nn.Module, WeightsMeta, Path | None]:
+    """(model, metadata, weights file) for what SOURCE names: a run directory or weights file
+    when the path exists (`model` names the network of a file that does not say), else a model
+    name or spec, built with random weights (handy for trying a runtime)."""
+    path = Path(source)
+    if path.exists():
+        net, meta = load_model(path, "cpu", model=model)
+        return net, meta, find_weights(path)[0]
+    text = str(source)
+    try:
+        net = create_model(text)
+    except SpecError as exc:
+        if os.sep in text or "/" in text or Path(text).suffix in WEIGHTS_SUFFIXES:
+            raise ExportError(f"{text}: no such run directory, weights file or model name") from None
+        raise ExportError(f"{text}: not a run directory or weights file, and {exc}") from None
+    return net.eval(), meta_for_model(net), None
+
+
+def default_out(
+    source: str | os.PathLike, weights: Path | None, format: str, *, fold_bn: bool, precision: str
+) -> Path:
+    """Next to the weights (run/model.safetensors -> run/model.onnx), or ./<model>.<ext>."""
+    tag = ("-fused" if fold_bn else "") + ("" if precision == "fp32" else f"-{precision}")
+    if weights is not None:
+        out = weights.with_name(weights.stem + tag + FORMATS[format])
+        if out == weights:
+            raise ExportError(f"exporting {weights} as safetensors would overwrite it; pass --out FILE")
+        return out
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(source))
+    return Path(name[:80] + tag + FORMATS[format])
+
+
+def check_writable(out: str | os.PathLike) -> Path:
+    """Fail early, with one line, if `out` cannot be written: before minutes of exporting."""
+    out = Path(out)
+    if out.is_dir():
+        raise ExportError(f"{out}: is a directory; give a file name")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.exists():
+        raise ExportError(f"{out}: cannot write here (folder {parent} does not exist)")
+    if not parent.is_dir():
+        raise ExportError(f"{out}: cannot write here ({parent} is not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportError(f"{out}: cannot write here ({parent} is not writable)")
+    return out
+
+
+def format_report(report: ExportReport) -> str:
+    """What was written, how, and the verification: one line per checked batch size."""
+    c, h, w = report.input_shape
+    batch = "N" if report.dynamic_batch else str(STATIC_BATCH)
+    opset = f", opset {report.opset}" if report.opset is not None else ""
+    options = [report.precision] + (["BN folded"] if report.fold_bn else [])
+    lines = [
+        f"wrote {report.path} ({human_bytes(report.size_bytes)})",
+        f"format: {report.format} via {report.exporter}{opset}; {report.model}, input {batch}x{c}x{h}x{w}, "
+        + ", ".join(options),
+        f"verified against the eager fp32 model, tolerance {report.tolerance:.2g} "
+        f"(= {TOLERANCE[report.precision]:g} x max(1, max |logit|)):",
+    ]
+    for check in report.checks:
+        lines.append(f"  batch {check.batch_size}: max abs diff {check.max_abs_diff:.3g}")
+    return "\n".join(lines)

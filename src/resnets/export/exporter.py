@@ -5,13 +5,17 @@ runtime (onnxruntime, torch.jit.load, torch.export.load, resnets.weights.load_mo
 outputs compared with the eager fp32 model on random inputs. The file is written to a temp
 name in the target folder and renamed only once that check passes, so a failed export leaves
 nothing behind.
+
+torch.onnx.verification.verify_onnx_program is not used for that check: it compares an ONNX
+program with the torch program it was exported from (the same precision, the same batch, in
+memory), while we compare the file as written, metadata and all, with the eager fp32 model at
+each batch size, under one tolerance rule for every format, and also for the TorchScript-based
+ONNX exporter, which makes no ONNX program to verify. onnx.checker still vets the ONNX file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import os
 import time
@@ -25,12 +29,14 @@ import torch
 from torch import nn
 
 from resnets.atomic import atomic_write
-from resnets.errors import ExportError, SpecError
-from resnets.models.create import create_model
-from resnets.models.zoo import ZOO, default_input_size
+from resnets.errors import ExportError
+from resnets.export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx, onnx_runner, onnx_session
+from resnets.models.zoo import default_input_size
+from resnets.runtime.device import PRECISIONS
 from resnets.runtime.fold_bn import fuse_bn
-from resnets.weights.format import WeightsMeta, save_weights
-from resnets.weights.load import find_weights, load_model
+from resnets.text import first_line, size_hw
+from resnets.weights.format import WeightsMeta, meta_for_model, save_weights
+from resnets.weights.load import load_model
 
 FORMATS: dict[str, str] = {
     "onnx": ".onnx",
@@ -38,12 +44,14 @@ FORMATS: dict[str, str] = {
     "exported-program": ".pt2",
     "safetensors": ".safetensors",
 }
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# An exported file holds its weights (and takes its input) in the precision's dtype itself, where
+# running a network in PyTorch autocasts to it: fp32 is torch.float32 here.
+DTYPES: dict[str, torch.dtype] = {name: dtype or torch.float32 for name, dtype in PRECISIONS.items()}
 # onnxruntime has no bf16 convolutions on the CPU; our safetensors reload as an fp32 model.
-PRECISIONS = {
+FORMAT_PRECISIONS: dict[str, tuple[str, ...]] = {
     "onnx": ("fp32", "fp16"),
-    "torchscript": ("fp32", "fp16", "bf16"),
-    "exported-program": ("fp32", "fp16", "bf16"),
+    "torchscript": tuple(PRECISIONS),
+    "exported-program": tuple(PRECISIONS),
     "safetensors": ("fp32",),
 }
 # Max abs diff allowed against the eager fp32 model, per unit of output scale: the bound is
@@ -51,12 +59,9 @@ PRECISIONS = {
 # fp16 keeps 11 significant bits, bf16 8; over a network's depth a few units of the last place
 # add up, so these leave a 4x or larger margin over what ResNet-20/18/50 show (docs/export.md).
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
-# The dynamo ONNX exporter implements opset 18 onwards; older opsets need the TorchScript one.
-DYNAMO_MIN_OPSET = 18
 STATIC_BATCH = 1
 EXAMPLE_DYNAMIC_BATCH = 2  # torch.export specialises sizes 0 and 1, so trace a dynamic batch at 2
 VERIFY_DYNAMIC_BATCHES = (1, 3)
-INPUT_NAME, OUTPUT_NAME = "image", "logits"
 METADATA_FILE = "resnets.json"  # extra file inside TorchScript and .pt2 archives
 
 
@@ -91,22 +96,6 @@ class ExportReport:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "max_abs_diff": self.max_abs_diff}
 
-    def format_text(self) -> str:
-        c, h, w = self.input_shape
-        batch = "N" if self.dynamic_batch else str(STATIC_BATCH)
-        opset = f", opset {self.opset}" if self.opset is not None else ""
-        options = [self.precision] + (["BN folded"] if self.fold_bn else [])
-        lines = [
-            f"wrote {self.path} ({_human_size(self.size_bytes)})",
-            f"format: {self.format} via {self.exporter}{opset}; {self.model}, input {batch}x{c}x{h}x{w}, "
-            + ", ".join(options),
-            f"verified against the eager fp32 model, tolerance {self.tolerance:.2g} "
-            f"(= {TOLERANCE[self.precision]:g} x max(1, max |logit|)):",
-        ]
-        for check in self.checks:
-            lines.append(f"  batch {check.batch_size}: max abs diff {check.max_abs_diff:.3g}")
-        return "\n".join(lines)
-
 
 def export(
     model: nn.Module,
@@ -121,18 +110,25 @@ def export(
     input_size: int | tuple[int, int] | list[int] | None = None,
     seed: int = 0,
 ) -> ExportReport:
-    """Export `model` to `out` as `format`, reload it, and keep it only if it matches.
+    """Export `model` to the file `out` as `format`, reload it, and keep it only if it matches.
 
-    `meta` (classes, mean/std, input size) is written into the file: ONNX metadata_props,
-    an extra `resnets.json` in TorchScript and .pt2 archives, the safetensors header.
-    Raises ExportError for an unsupported combination or a failed verification; `out` is then
-    left as it was.
+    The input is (N, C, H, W) with C the spec's input channels and (H, W) = `input_size` (N or
+    HxW pixels; default: the metadata's, else the network's own, 32 px for CIFAR nets and 224 px
+    otherwise); N is 1, or free with `dynamic_batch`. The reloaded file must match the eager
+    fp32 model on random inputs within TOLERANCE[precision] x max(1, max |logit|). `fold_bn`
+    folds BatchNorm into the convolutions first (runtime.fold_bn); `precision` casts weights and
+    input (fp16, bf16). `meta` (classes, mean/std, input size; default `meta_for_model`) is
+    written into the file: ONNX metadata_props, an extra `resnets.json` in TorchScript and .pt2
+    archives, the safetensors header. Returns the ExportReport (path, size in bytes, checks).
+
+    Raises ExportError for an unsupported combination or a failed verification, InputError for
+    a bad input size, OSError when `out` cannot be written; `out` is then left as it was.
     """
     check_options(format, opset=opset, fold_bn=fold_bn, precision=precision)
     started = time.perf_counter()
     model = _cpu_eval(model)
     meta = meta or meta_for_model(model)
-    height, width = _hw(input_size or meta.input_size or _default_size(model))
+    height, width = size_hw(input_size or meta.input_size or default_input_size(model.spec))
     meta = replace(meta, input_size=height if height == width else [height, width])
     shape = (model.spec.in_channels, height, width)
     dtype = DTYPES[precision]
@@ -171,7 +167,7 @@ def export(
                     y = run(x.to(dtype)).float()
             except Exception as exc:
                 raise ExportError(
-                    f"the exported {format} file does not run at batch {b}: {_first_line(exc)}"
+                    f"the exported {format} file does not run at batch {b}: {first_line(exc)}"
                 ) from exc
             diff = float((y - expected[b]).abs().max())
             report.checks.append(Check(b, diff))
@@ -193,14 +189,14 @@ def check_options(format: str, *, opset: int | None, fold_bn: bool, precision: s
         raise ExportError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
     if precision not in DTYPES:
         raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(DTYPES)}")
-    if precision not in PRECISIONS[format]:
+    if precision not in FORMAT_PRECISIONS[format]:
         why = {
             "onnx": "onnxruntime has no bf16 convolutions on the CPU",
             "safetensors": "our weights files stay fp32 and are cast after loading",
         }[format]
         raise ExportError(
             f"--precision {precision} is not available for {format} ({why}); "
-            f"use {' or '.join(PRECISIONS[format])}"
+            f"use {' or '.join(FORMAT_PRECISIONS[format])}"
         )
     if opset is not None and format != "onnx":
         raise ExportError(f"--opset applies to onnx only, not {format}")
@@ -213,71 +209,6 @@ def check_options(format: str, *, opset: int | None, fold_bn: bool, precision: s
         )
 
 
-def load_source(
-    source: str | os.PathLike, device: str = "cpu", model: str | None = None
-) -> tuple[nn.Module, WeightsMeta, Path | None]:
-    """(model, metadata, weights file) for a run directory, a weights file (`model` names the
-    network of one that does not say), or a model name or spec (randomly initialised: handy
-    for trying a runtime or for tests)."""
-
-    path = Path(source)
-    if path.exists():
-        net, meta = load_model(path, device, model=model)
-        return net, meta, find_weights(path)[0]
-    text = str(source)
-    try:
-        net = create_model(text)
-    except SpecError as exc:
-        if os.sep in text or "/" in text or Path(text).suffix in (".safetensors", ".pt", ".pth", ".bin"):
-            raise ExportError(f"{text}: no such run directory, weights file or model name") from None
-        raise ExportError(f"{text}: not a run directory or weights file, and {exc}") from None
-    return net.eval().to(device), meta_for_model(net), None
-
-
-def meta_for_model(model: nn.Module) -> WeightsMeta:
-    """Metadata for a model that came without a weights file: its spec and its zoo facts."""
-
-    name = getattr(model, "model_name", "custom")
-    spec = getattr(model, "spec", None)
-    info = ZOO.get(name)
-    return WeightsMeta(
-        model=name,
-        spec=spec.to_dict() if spec is not None else None,
-        mean=list(info.mean) if info else None,
-        std=list(info.std) if info else None,
-        input_size=info.input_size if info else None,
-    )
-
-
-def default_out(
-    source: str | os.PathLike, weights: Path | None, format: str, *, fold_bn: bool, precision: str
-) -> Path:
-    """Next to the weights (run/model.safetensors -> run/model.onnx), or ./<model>.<ext>."""
-    tag = ("-fused" if fold_bn else "") + ("" if precision == "fp32" else f"-{precision}")
-    if weights is not None:
-        out = weights.with_name(weights.stem + tag + FORMATS[format])
-        if out == weights:
-            raise ExportError(f"exporting {weights} as safetensors would overwrite it; pass --out FILE")
-        return out
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(source))
-    return Path(name[:80] + tag + FORMATS[format])
-
-
-def check_writable(out: str | os.PathLike) -> Path:
-    """Fail early, with one line, if `out` cannot be written: before minutes of exporting."""
-    out = Path(out)
-    if out.is_dir():
-        raise ExportError(f"{out}: is a directory; give a file name")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.exists():
-        raise ExportError(f"{out}: cannot write here (folder {parent} does not exist)")
-    if not parent.is_dir():
-        raise ExportError(f"{out}: cannot write here ({parent} is not a folder)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ExportError(f"{out}: cannot write here ({parent} is not writable)")
-    return out
-
-
 # --- one writer per format: write `tmp`, return a function that runs the reloaded file -------
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
@@ -285,69 +216,17 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 
 def _write_onnx(model, example, tmp, header, report, *, dynamic_batch, opset) -> Runner:
     import onnx
-    import onnxruntime as ort
 
-    proto = _onnx_proto(model, example, report, dynamic_batch=dynamic_batch, opset=opset)
+    made = export_onnx(model, example, None, opset=opset, dynamic_batch=dynamic_batch)
+    report.exporter, report.opset = made.exporter, made.opset
     for key, value in header.items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(tmp))
+        made.proto.metadata_props.add(key=key, value=value)
+    onnx.save(made.proto, str(tmp))
     try:
         onnx.checker.check_model(str(tmp), full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"onnx.checker rejects the exported model: {_first_line(exc)}") from exc
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
-
-
-def _onnx_proto(model, example, report, *, dynamic_batch, opset):
-    """torch.onnx's maintained (dynamo) exporter from opset 18; the TorchScript one for older
-    opsets (which the dynamo exporter would silently raise to 18) or without onnxscript."""
-    import onnx
-
-    use_dynamo = opset is None or opset >= DYNAMO_MIN_OPSET
-    if use_dynamo:
-        try:
-            import onnxscript  # noqa: F401
-        except ImportError:
-            use_dynamo = False
-    quiet = contextlib.redirect_stdout(io.StringIO())  # the exporters print progress to stdout
-    with quiet, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if use_dynamo:
-            program = torch.onnx.export(
-                model,
-                (example,),
-                dynamo=True,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: torch.export.Dim("batch")},) if dynamic_batch else None,
-                external_data=False,
-                verbose=False,
-            )
-            proto = program.model_proto
-        else:
-            buffer = io.BytesIO()
-            axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-            torch.onnx.export(
-                model,
-                (example,),
-                buffer,
-                dynamo=False,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes=axes,
-            )
-            proto = onnx.load_from_string(buffer.getvalue())
-    report.exporter = "torch.onnx (dynamo)" if use_dynamo else "torch.onnx (TorchScript)"
-    report.opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-    if opset is not None and report.opset != opset:
-        raise ExportError(f"the exporter produced opset {report.opset}, not the requested {opset}")
-    return proto
+        raise ExportError(f"onnx.checker rejects the exported model: {first_line(exc)}") from exc
+    return onnx_runner(onnx_session(tmp))
 
 
 def _write_torchscript(model, example, tmp, header, report, *, dynamic_batch, opset) -> Runner:
@@ -416,30 +295,3 @@ def _cpu_eval(model: nn.Module) -> nn.Module:
 
 def _float_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
-
-
-def _default_size(model: nn.Module) -> int:
-
-    return default_input_size(model.spec)
-
-
-def _hw(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    height, width = size
-    return int(height), int(width)
-
-
-def _human_size(n: float) -> str:
-    if n < 1024:
-        return f"{int(n)} bytes"
-    for unit in ("KiB", "MiB", "GiB"):
-        n /= 1024
-        if n < 1024 or unit == "GiB":
-            break
-    return f"{n:.1f} {unit}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
