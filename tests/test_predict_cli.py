@@ -1,6 +1,6 @@
 """`resnets predict`: folders walked in order, a table or JSON lines whose classes and
 probabilities are the eager model's, unreadable files reported and skipped with exit code 1,
-usage errors as one line with exit code 2."""
+what the walk passed over said in one line, usage errors as one line with exit code 2."""
 
 import json
 import os
@@ -15,7 +15,6 @@ from PIL import Image
 
 import resnets
 from digits_model import save_digits_weights, trained_digits_model
-from resnets.cli import main
 from resnets.data.transforms import normalize
 
 
@@ -97,11 +96,11 @@ def test_json_lines_give_each_image_the_eager_models_top_k_and_report_a_bad_file
     assert len(errors) == 1 and "Traceback" not in proc.stderr
 
 
-def test_table_shows_every_file_with_its_top_k_classes_and_probabilities(weights, digit_folder, capsys):
+def test_table_shows_every_file_with_its_top_k_classes_and_probabilities(weights, digit_folder, run_cli):
     root, expected = digit_folder
-    code = main(["predict", str(weights), str(root / "digit0.png"), str(root / "more"), "--topk", "2"])
-    out = capsys.readouterr().out.splitlines()
-    assert code == 0
+    code, out, err = run_cli("predict", weights, root / "digit0.png", root / "more", "--topk", "2")
+    out = out.splitlines()
+    assert code == 0 and err == ""
     assert out[0].split() == ["file", "top-2", "classes"]
     files = [str(root / "digit0.png"), str(root / "more" / "digit4.png"), str(root / "more" / "digit5.png")]
     probs = eager_probabilities([expected[f] for f in files])
@@ -125,24 +124,41 @@ def test_table_shows_every_file_with_its_top_k_classes_and_probabilities(weights
     ],
     ids=["missing-image", "missing-weights", "empty-folder", "topk-0"],
 )
-def test_usage_errors_are_one_line_with_exit_code_2(weights, digit_folder, tmp_path, capsys, args, message):
+def test_usage_errors_are_one_line_with_exit_code_2(weights, digit_folder, tmp_path, run_cli, args, message):
     (tmp_path / "empty").mkdir()
     paths = dict(
         weights=weights, missing=tmp_path / "nope.png", folder=digit_folder[0], empty=tmp_path / "empty"
     )
-    argv = ["predict"] + [a.format(**paths) for a in args]
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's own usage errors
-        code = exc.code
-    captured = capsys.readouterr()
+    code, out, err = run_cli("predict", *(a.format(**paths) for a in args))
     assert code == 2
-    assert captured.out == ""
-    assert len(captured.err.strip().splitlines()) == 1 and message in captured.err
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err
 
 
-def test_help_explains_the_exit_codes(capsys):
-    with pytest.raises(SystemExit):
-        main(["predict", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
+def test_help_explains_the_exit_codes(run_cli):
+    code, out, _ = run_cli("predict", "--help")
+    assert code == 0
+    text = " ".join(out.split())
     assert "0 every image was classified; 1 some files were skipped; 2 usage error" in text
+
+
+def test_what_the_walk_passed_over_is_one_line_on_stderr_and_each_file_is_classified_once(
+    weights, digit_folder, tmp_path, run_cli
+):
+    root, expected = digit_folder
+    code, out, err = run_cli("predict", weights, root, root / "digit1.png", "--json")
+    assert code == 0
+    assert [json.loads(line)["file"] for line in out.splitlines()] == sorted(expected)
+    assert err.splitlines() == [
+        f"resnets predict: passed over 2 hidden ({root / '.cache'}, {root / '.hidden.png'}); "
+        f"1 not an image ({root / 'notes.txt'}); 1 duplicate ({root / 'digit1.png'})"
+    ]
+    only_text = tmp_path / "texts"
+    only_text.mkdir()
+    (only_text / "a.txt").write_text("words")
+    code, _, err = run_cli("predict", weights, only_text)
+    assert code == 2
+    assert err.splitlines() == [
+        f"resnets predict: error: no image files in {only_text} "
+        f"(passed over 1 not an image ({only_text / 'a.txt'}))"
+    ]

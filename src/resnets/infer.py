@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -22,10 +21,11 @@ from torch import nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from resnets.data.images import is_image_file, open_rgb, upright_rgb
+from resnets.data.images import open_rgb, upright_rgb
 from resnets.errors import InputError, ResNetsError, WeightsError
 from resnets.models.zoo import ZOO
 from resnets.runtime.optimize import optimize
+from resnets.text import size_hw
 from resnets.weights.format import WeightsMeta
 from resnets.weights.load import load_model
 
@@ -127,9 +127,7 @@ class Classifier:
         self.batch_size = batch_size
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.transform = preprocessing(meta, spec.in_channels if spec is not None else 3)
-        self.model = optimize(
-            model, mode="infer", device=auto_device(device), precision=precision, compile=compile
-        )
+        self.model = optimize(model, mode="infer", device=device, precision=precision, compile=compile)
         self.device = self.model.device
 
     # --- the API --------------------------------------------------------------------------------
@@ -287,15 +285,16 @@ class CapAspect:
 
 
 def input_hw(meta: WeightsMeta) -> tuple[int, int]:
+    """The network's input (H, W) in pixels: the metadata's, else its zoo model's own.
+
+    Raises WeightsError when neither says, InputError for a malformed recorded size."""
     size = meta.input_size
     if size is None:
         info = ZOO.get(meta.model)
         if info is None:
             raise WeightsError(f"no input size in the metadata of this {meta.model!r} model")
         size = info.input_size
-    if isinstance(size, (list, tuple)):
-        return (int(size[0]), int(size[-1]))
-    return (int(size), int(size))
+    return size_hw(size)
 
 
 def _zoo_stats(model: str) -> tuple[Sequence[float] | None, Sequence[float] | None]:
@@ -343,35 +342,3 @@ def as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
             return list(images.unbind(0))
         return [images]
     return [x for item in images for x in (as_list(item) if isinstance(item, torch.Tensor) else [item])]
-
-
-def auto_device(device: str | torch.device) -> str | torch.device:
-    if str(device) == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-# --- finding files ------------------------------------------------------------------------------
-
-
-def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files named on the command line, and the image files inside folders (walked recursively,
-    sorted, hidden files and folders skipped). A named file is tried whatever its extension."""
-
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files += [Path(root) / n for n in sorted(names) if is_image_file(n)]
-        elif path.exists():
-            files.append(path)
-        else:
-            raise InputError(f"{path}: no such file or folder")
-    return files
-
-
-def format_result(result: FileResult, width: int, label_width: int = 0) -> str:
-    """One table row: the file, then each top-k class with its probability."""
-    cells = [f"{p.label:<{label_width}} {100 * p.probability:6.2f}%" for p in result.predictions or []]
-    return f"{result.file:<{width}}  " + "  ".join(cells)

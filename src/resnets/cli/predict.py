@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
 
 from resnets.cli.common import add_inference_options, positive_int
+from resnets.data.walk import ImageWalker, Skipped, describe_skipped
 from resnets.errors import InputError
-from resnets.infer import Classifier, format_result, image_files
+from resnets.infer import Classifier, FileResult
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -19,8 +24,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
             "Classify images with the network in WEIGHTS_OR_RUN, preprocessed as its metadata says "
             "(resize, centre crop, grayscale for one-channel networks, mean/std). Reads JPEG, PNG, "
             "WebP, BMP, TIFF and GIF in any mode (grayscale, palette, RGBA, CMYK, 16-bit) and honours "
-            "EXIF orientation. Folders are walked recursively (sorted, hidden files skipped) and "
-            "classified in batches. Prints a table of the top-k classes with their probabilities, "
+            "EXIF orientation. Folders are walked recursively (sorted; hidden files and files not "
+            "named as images are passed over and listed on stderr; links followed, each file once) "
+            "and classified in batches. Prints a table of the top-k classes with their probabilities, "
             "or JSON lines with --json."
         ),
         epilog=(
@@ -51,16 +57,15 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    import warnings
-
-    from tqdm import tqdm
+    from tqdm import tqdm  # here, not at the top: `resnets list` and --help stay quick
 
     # PIL warns (several lines, no file name) about recoverable damage such as corrupt EXIF; the
     # image still decodes, and a file that does not is reported below in one line.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-    files = image_files(args.paths)
+    files, passed_over = image_files(args.paths)
     if not files:
-        raise InputError(f"no image files in {', '.join(args.paths)}")
+        why = f" (passed over {describe_skipped(passed_over)})" if passed_over else ""
+        raise InputError(f"no image files in {', '.join(args.paths)}{why}")
     classifier = Classifier(
         args.weights,
         device=args.device,
@@ -69,6 +74,8 @@ def run_predict(args: argparse.Namespace) -> int:
         compile=args.compile,
         model=args.model,
     )
+    if passed_over:  # after the last usage error, which is the only line then
+        print(f"resnets predict: passed over {describe_skipped(passed_over)}", file=sys.stderr)
     width = max(len(str(f)) for f in files)
     label_width = min(30, max(len(c) for c in classifier.classes))
     failed = 0
@@ -87,3 +94,26 @@ def run_predict(args: argparse.Namespace) -> int:
     if failed:
         print(f"resnets predict: {failed} of {len(files)} file(s) skipped", file=sys.stderr)
     return 1 if failed else 0
+
+
+def image_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Skipped]]:
+    """The files named on the command line (tried whatever their extension) and the image files
+    inside the folders named (data/walk.py: recursive, sorted, hidden files passed over, each
+    real file once), in order; and what the walk passed over. Raises InputError for a path that
+    does not exist."""
+    walker = ImageWalker()
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += walker.walk(path)
+        elif path.exists():
+            files += walker.file(path)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return files, walker.skipped
+
+
+def format_result(result: FileResult, width: int, label_width: int = 0) -> str:
+    """One table row: the file, then each top-k class with its probability."""
+    cells = [f"{p.label:<{label_width}} {100 * p.probability:6.2f}%" for p in result.predictions or []]
+    return f"{result.file:<{width}}  " + "  ".join(cells)
