@@ -1,10 +1,14 @@
-"""evaluate(): top-1, top-5, loss and the confusion matrix against hand-computed values."""
+"""evaluate(): top-1, top-5, loss and the confusion matrix against hand-computed values;
+evaluate_run and `resnets eval` against the eager model on the data's own tensors."""
 
 import math
 
 import pytest
 import torch
 
+from digits_model import save_digits_weights, trained_digits_model
+from resnets.data.transforms import normalize
+from resnets.evaluate import evaluate_run
 from resnets.runtime.metrics import evaluate
 
 
@@ -51,3 +55,35 @@ def test_ten_crop_batches_average_the_softmax_over_crops():
     p = (5 * torch.softmax(torch.tensor([2.0, 0.0]), 0) + 5 * torch.softmax(torch.tensor([0.0, 1.0]), 0)) / 10
     assert result.top1 == float(p[1] > p[0])
     assert result.loss == pytest.approx(-math.log(p[1].item()))
+
+
+def test_evaluate_run_writes_the_confusion_matrix_only_where_told_and_eval_puts_it_by_the_weights(
+    tmp_path, run_cli
+):
+    weights = save_digits_weights(tmp_path)
+    report = evaluate_run(weights, data="digits", device="cpu")
+    assert "confusion_matrix" not in report and list(tmp_path.iterdir()) == [weights]
+    # The oracle: the eager model on the held-out digits' own tensors.
+    model, _, data = trained_digits_model()
+    with torch.no_grad():
+        predicted = model(normalize(data.val.images, data.mean, data.std)).argmax(1)
+    assert report["count"] == len(data.val)
+    assert report["top1"] == pytest.approx(
+        (predicted == data.val.labels).float().mean().item(), abs=1.5 / len(data.val)
+    )
+
+    folder = tmp_path / "figures"
+    report = evaluate_run(weights, data="digits", device="cpu", out=folder)
+    assert report["confusion_matrix"] == str(folder / "confusion_matrix.png")
+    assert (folder / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+    code, out, err = run_cli("eval", weights, "--data", "digits", "--device", "cpu")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"{weights} on digits: {len(data.val)} images"
+    assert (
+        lines[1]
+        == f"top-1 {100 * report['top1']:.2f}%  top-5 {100 * report['top5']:.2f}%  loss {report['loss']:.4f}"
+    )
+    assert lines[-1] == f"confusion matrix: {tmp_path / 'confusion_matrix.png'}"
+    assert (tmp_path / "confusion_matrix.png").is_file()

@@ -15,6 +15,7 @@ from resnets.plots import plot_confusion
 from resnets.runtime.device import resolve_device
 from resnets.runtime.metrics import evaluate
 from resnets.runtime.optimize import optimize
+from resnets.text import shorten, size_hw
 from resnets.train.run_dir import read_run_config
 from resnets.weights.load import find_weights, load_model
 
@@ -35,11 +36,18 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate a run's weights on `data` (default: the run's own validation split).
 
-    A weights file without our metadata (a torchvision/timm/CIFAR `.pth`) needs `model` to name
-    its network (with model `overrides` such as in_channels). The network runs through
-    `resnets.optimize(mode="infer")` (BN folded, channels-last, autocast at `precision`; compiled
-    if `compile`, which defaults to on for CUDA only). Returns top1, top5, loss, count, per_class and the
-    confusion-matrix PNG path.
+    `path` is a run directory or a weights file. A weights file without our metadata (a
+    torchvision/timm/CIFAR `.pth`) needs `model` to name its network (with model `overrides` such
+    as in_channels). The network runs through `resnets.optimize(mode="infer")` (BN folded,
+    channels-last, autocast at `precision`; compiled if `compile`, which defaults to on for CUDA
+    only). Returns weights, data, top1, top5 (fractions of 1), loss (mean cross-entropy), count,
+    per_class, the unreadable files skipped, and, when the run was set for 10-crop testing
+    (sec. 3.4) on image files, the 10-crop top-1/top-5/loss. With `out` (a folder, created if
+    need be), also writes the confusion matrix (rows true class, columns predicted) there as
+    confusion_matrix.png and adds its path as "confusion_matrix".
+
+    Raises WeightsError for unreadable weights or weights without class names, DataError for
+    data that does not fit the model (classes, channels) or a bare weights file without `data`.
     """
 
     weights, run_dir = find_weights(Path(path))
@@ -74,8 +82,8 @@ def evaluate_run(
         named_by_us = "classes_from" in meta.extra and len(dataset.classes) == len(meta.classes)
         if dataset.classes != meta.classes and not named_by_us:
             raise DataError(
-                f"{data}: its classes ({_preview(dataset.classes)}) are not the {len(meta.classes)} "
-                f"classes the model was trained on ({_preview(meta.classes)}); "
+                f"{data}: its classes ({shorten(dataset.classes, 5)}) are not the {len(meta.classes)} "
+                f"classes the model was trained on ({shorten(meta.classes, 5)}); "
                 "'resnets convert --classes FILE' records other names"
             )
     # Preprocess exactly as in training: the run's own statistics and input size.
@@ -99,11 +107,11 @@ def evaluate_run(
         )
         ten_result = evaluate(fast, ten.epoch(0), dataset.num_classes)
         report.update(top1_10crop=ten_result.top1, top5_10crop=ten_result.top5, loss_10crop=ten_result.loss)
-    out_dir = Path(out) if out is not None else (run_dir or weights.parent)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    png = out_dir / "confusion_matrix.png"
-    plot_confusion(png, result.confusion, dataset.classes, title=f"{meta.model} on {name}")
-    report["confusion_matrix"] = str(png)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        png = Path(out) / "confusion_matrix.png"
+        plot_confusion(png, result.confusion, dataset.classes, title=f"{meta.model} on {name}")
+        report["confusion_matrix"] = str(png)
     return report
 
 
@@ -122,10 +130,5 @@ def _load_like_run(config, data_dir: str | None):
 
 
 def _single_size(size) -> int | None:
-    if size is None:
-        return None
-    return int(size[0]) if isinstance(size, list) else int(size)
-
-
-def _preview(names: list[str]) -> str:
-    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    """The height of a recorded input size (N or [H, W]), or None."""
+    return None if size is None else size_hw(size)[0]

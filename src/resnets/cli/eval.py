@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from resnets.cli.common import add_inference_options, add_model_options, model_overrides, print_json
 from resnets.evaluate import evaluate_run
@@ -35,7 +36,10 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
     p.add_argument("--workers", type=int, help="DataLoader workers for image folders")
     add_inference_options(p)
-    p.add_argument("--out", help="folder for confusion_matrix.png")
+    p.add_argument(
+        "--out",
+        help="folder for confusion_matrix.png (default: the run directory, or the weights file's folder)",
+    )
     p.add_argument(
         "--json",
         action="store_true",
@@ -54,7 +58,7 @@ def run_eval(args: argparse.Namespace) -> int:
         device=args.device,
         workers=args.workers,
         data_dir=args.data_dir,
-        out=args.out,
+        out=args.out or default_out(args.path),
         model=args.model,
         precision=args.precision,
         compile=args.compile,
@@ -78,3 +82,9 @@ def run_eval(args: argparse.Namespace) -> int:
         )
     print(f"confusion matrix: {report['confusion_matrix']}")
     return 0
+
+
+def default_out(path: str) -> Path:
+    """Where confusion_matrix.png goes without --out: into the run directory, or next to the
+    weights file (which is the run directory when the file is a run's)."""
+    return Path(path) if Path(path).is_dir() else Path(path).parent
