@@ -66,17 +66,19 @@ def add_weights_options(parser: argparse.ArgumentParser, what: str) -> None:
 
 def add_inference_options(parser: argparse.ArgumentParser) -> None:
     """How eval and predict run the network (both through resnets.optimize(mode="infer"))."""
-    parser.add_argument(
-        "--precision",
-        choices=list(PRECISIONS),
-        default="fp32",
-        help="run the network under autocast at this precision; outputs come back fp32 (default: fp32)",
+    add_precision_option(
+        parser, "run the network under autocast at this precision; outputs come back fp32 (default: fp32)"
     )
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         help="torch.compile the network (default: on for CUDA, off for CPU)",
     )
+
+
+def add_precision_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """--precision, one of runtime.device.PRECISIONS (fp32, bf16, fp16), default fp32."""
+    parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help=help)
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from resnets.cli.common import parse_input_size, print_json
+from resnets.cli.common import add_precision_option, parse_input_size, print_json
 from resnets.errors import ExportError, SpecError
 from resnets.export.exporter import (
     FORMATS,
@@ -24,7 +24,6 @@ from resnets.export.exporter import (
     export,
 )
 from resnets.models.create import create_model
-from resnets.runtime.device import PRECISIONS
 from resnets.text import human_bytes
 from resnets.weights.format import WeightsMeta, meta_for_model
 from resnets.weights.load import find_weights, load_model
@@ -83,11 +82,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="fold BatchNorm into the convolutions first (not for safetensors)",
     )
-    p.add_argument(
-        "--precision",
-        choices=list(PRECISIONS),
-        default="fp32",
-        help="weights and input dtype: fp16 for onnx; fp16/bf16 for torchscript, exported-program (default: fp32)",
+    add_precision_option(
+        p,
+        "weights and input dtype: fp16 for onnx; fp16/bf16 for torchscript, exported-program (default: fp32)",
     )
     p.add_argument(
         "--input-size",
