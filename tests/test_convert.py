@@ -8,25 +8,15 @@ import torch
 import torchvision
 
 from cifar_reference import CifarReferenceResNet, randomize_bn_statistics
-from resnets.cli import main
 from resnets.weights import load_model, read_safetensors
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_convert_torchvision_round_trip_gives_its_logits_names_and_preprocessing(tmp_path, capsys):
+def test_convert_torchvision_round_trip_gives_its_logits_names_and_preprocessing(tmp_path, run_cli):
     torch.manual_seed(4)
     tv = randomize_bn_statistics(torchvision.models.resnet18())
     src, out = tmp_path / "resnet18-f37072fd.pth", tmp_path / "resnet18.safetensors"
     torch.save(tv.state_dict(), src)
-    code, stdout, err = run(capsys, "convert", str(src), "--model", "resnet18", "--out", str(out), "--json")
+    code, stdout, err = run_cli("convert", str(src), "--model", "resnet18", "--out", str(out), "--json")
     assert code == 0, err
     assert json.loads(stdout)["out"] == str(out)
     model, meta = load_model(out)  # no model name needed any more
@@ -41,27 +31,25 @@ def test_convert_torchvision_round_trip_gives_its_logits_names_and_preprocessing
     assert meta.model == "resnet18" and meta.extra["converted_from"] == src.name
 
 
-def test_convert_cifar_reproduction_gets_cifar10_names_and_a_classes_file_overrides(tmp_path, capsys):
+def test_convert_cifar_reproduction_gets_cifar10_names_and_a_classes_file_overrides(tmp_path, run_cli):
     src = tmp_path / "resnet20.th"
     ref = CifarReferenceResNet()
     torch.save({"state_dict": {"module." + k: v for k, v in ref.state_dict().items()}}, src)
     out = tmp_path / "r20.safetensors"
-    assert run(capsys, "convert", str(src), "--model", "resnet20", "--out", str(out))[0] == 0
+    assert run_cli("convert", str(src), "--model", "resnet20", "--out", str(out))[0] == 0
     _, meta = read_safetensors(out)
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     assert meta.classes == names and meta.input_size == 32 and meta.mean[0] == pytest.approx(0.4914)
     classes = tmp_path / "classes.txt"
     classes.write_text("\n".join(f"c{i}" for i in range(10)) + "\n")
     assert (
-        run(capsys, "convert", str(src), "--model", "resnet20", "--out", str(out), "--classes", str(classes))[
-            0
-        ]
+        run_cli("convert", str(src), "--model", "resnet20", "--out", str(out), "--classes", str(classes))[0]
         == 0
     )
     assert read_safetensors(out)[1].classes == [f"c{i}" for i in range(10)]
 
 
-def test_convert_failures_are_one_line_and_write_nothing(tmp_path, capsys):
+def test_convert_failures_are_one_line_and_write_nothing(tmp_path, run_cli):
     src = tmp_path / "r20.pth"
     torch.save(CifarReferenceResNet().state_dict(), src)
     out = tmp_path / "out.safetensors"
@@ -73,9 +61,9 @@ def test_convert_failures_are_one_line_and_write_nothing(tmp_path, capsys):
         ["--model", "resnet20", "--classes", str(wrong_count)],
     ]
     for extra in cases:
-        code, _, err = run(capsys, "convert", str(src), "--out", str(out), *extra)
+        code, _, err = run_cli("convert", str(src), "--out", str(out), *extra)
         assert code == 2 and err.count("\n") == 1, (extra, err)
         assert not out.exists()
-    code, _, err = run(capsys, "convert", str(src), "--model", "resnet20", "--out", str(tmp_path / "x.pth"))
+    code, _, err = run_cli("convert", str(src), "--model", "resnet20", "--out", str(tmp_path / "x.pth"))
     assert code == 2 and ".safetensors" in err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left

@@ -9,7 +9,6 @@ import torchvision
 
 from cifar_reference import CifarReferenceResNet, randomize_bn_statistics
 from resnets import create_model, load_weights
-from resnets.cli import main
 from resnets.errors import WeightsError
 from resnets.export import export
 from resnets.train.build import build_model
@@ -105,16 +104,14 @@ def test_wrong_head_size_lists_keys_with_both_shapes_and_reset_head_keeps_the_re
     assert torch.equal(ten.layer4[1].conv2.weight, tv.layer4[1].conv2.weight)
 
 
-def test_convert_with_reset_head_gives_a_new_head_of_the_asked_size(torchvision_resnet18, tmp_path, capsys):
-    from resnets.cli import main
-    from resnets.weights import load_model
-
+def test_convert_with_reset_head_gives_a_new_head_of_the_asked_size(torchvision_resnet18, tmp_path, run_cli):
     tv, path = torchvision_resnet18
     out = tmp_path / "four.safetensors"
-    base = ["convert", str(path), "--model", "resnet18", "--num-classes", "4", "--out", str(out)]
-    assert main(base) == 2  # a 1000-class head does not fit 4 classes
-    assert "fc.weight" in capsys.readouterr().err and not out.exists()
-    assert main([*base, "--reset-head"]) == 0
+    base = ["convert", path, "--model", "resnet18", "--num-classes", "4", "--out", out]
+    code, _, err = run_cli(*base)
+    assert code == 2  # a 1000-class head does not fit 4 classes
+    assert "fc.weight" in err and not out.exists()
+    assert run_cli(*base, "--reset-head").code == 0
     model, meta = load_model(out)
     assert model.fc.out_features == 4 and meta.spec["num_classes"] == 4
     assert torch.equal(model.layer4[1].conv2.weight, tv.layer4[1].conv2.weight)
@@ -159,28 +156,30 @@ def test_training_starts_from_the_given_weights_with_a_new_head(tmp_path):
         build_model(config.replace(reset_head=False), data)
 
 
-def test_summary_with_weights_checks_the_fit(capsys, torchvision_resnet18):
+def test_summary_with_weights_checks_the_fit(run_cli, torchvision_resnet18):
     _, path = torchvision_resnet18
-    assert main(["summary", "resnet18", "--weights", str(path)]) == 0
-    assert "every tensor fits" in capsys.readouterr().out
-    assert main(["summary", "resnet34", "--weights", str(path)]) == 2
-    err = capsys.readouterr().err
+    code, out, _ = run_cli("summary", "resnet18", "--weights", path)
+    assert code == 0 and "every tensor fits" in out
+    code, _, err = run_cli("summary", "resnet34", "--weights", path)
+    assert code == 2
     assert err.count("\n") == 1 and "layer1.2.bn1.weight" in err
 
 
-def test_eval_reads_a_foreign_checkpoint_named_with_model(tmp_path, capsys):
+def test_eval_reads_a_foreign_checkpoint_named_with_model(tmp_path, run_cli):
     path = tmp_path / "resnet20.th"
     torch.save(
         {"state_dict": {"module." + k: v for k, v in CifarReferenceResNet().state_dict().items()}}, path
     )
-    args = ["eval", str(path), "--data", "synthetic", "--out", str(tmp_path), "--json"]
-    assert main(args) == 2 and "--model" in capsys.readouterr().err
-    assert main([*args, "--model", "resnet20"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    args = ["eval", path, "--data", "synthetic", "--out", tmp_path, "--json"]
+    code, _, err = run_cli(*args)
+    assert code == 2 and "--model" in err
+    code, out, _ = run_cli(*args, "--model", "resnet20")
+    assert code == 0
+    report = json.loads(out)
     assert report["count"] > 0 and 0 <= report["top1"] <= 1 and report["data"] == "synthetic"
 
 
-def test_predict_and_export_read_a_torchvision_pth_named_with_model(torchvision_resnet18, tmp_path, capsys):
+def test_predict_and_export_read_a_torchvision_pth_named_with_model(torchvision_resnet18, tmp_path, run_cli):
     """The oracle: torchvision's own module on the same preprocessed pixels."""
     from PIL import Image
     from torchvision.transforms import v2
@@ -191,10 +190,11 @@ def test_predict_and_export_read_a_torchvision_pth_named_with_model(torchvision_
     image = tmp_path / "photo.png"
     g = torch.Generator().manual_seed(3)
     Image.fromarray(torch.randint(0, 256, (300, 400, 3), generator=g, dtype=torch.uint8).numpy()).save(image)
-    assert main(["predict", str(path), str(image), "--json"]) == 2
-    assert "--model" in capsys.readouterr().err
-    assert main(["predict", str(path), str(image), "--model", "resnet18", "--json", "--topk", "1"]) == 0
-    (top,) = json.loads(capsys.readouterr().out)["topk"]
+    code, _, err = run_cli("predict", path, image, "--json")
+    assert code == 2 and "--model" in err
+    code, out, _ = run_cli("predict", path, image, "--model", "resnet18", "--json", "--topk", "1")
+    assert code == 0
+    (top,) = json.loads(out)["topk"]
     preprocess = v2.Compose(
         [
             v2.ToImage(),
@@ -209,7 +209,7 @@ def test_predict_and_export_read_a_torchvision_pth_named_with_model(torchvision_
     assert top["class"] == imagenet_classes()[int(expected.argmax())]
     assert abs(top["probability"] - float(expected.max())) < 1e-3
     out = tmp_path / "resnet18.onnx"
-    assert main(["export", str(path), "--model", "resnet18", "--format", "onnx", "--out", str(out)]) == 0
+    assert run_cli("export", path, "--model", "resnet18", "--format", "onnx", "--out", out).code == 0
     assert out.is_file()
 
 

@@ -11,7 +11,6 @@ import torch
 import torchvision.io
 from PIL import Image
 
-from resnets.cli import main
 from resnets.data import make_loader
 from resnets.data.folder import load_folder
 
@@ -64,11 +63,11 @@ def test_device_decoding_gives_the_workers_batches_and_skips_the_same_file(folde
     assert skipped_dev == skipped_pil == [str(folder / "val" / "cat" / "truncated.jpg")]
 
 
-def test_training_with_decode_on_device_runs_and_reports_the_damaged_file(folder, tmp_path, capsys):
+def test_training_with_decode_on_device_runs_and_reports_the_damaged_file(folder, tmp_path, run_cli):
     root = shutil.copytree(folder, tmp_path / "data")
     (Path(root) / "val" / "cat" / "truncated.jpg").rename(Path(root) / "train" / "cat" / "truncated.jpg")
     args = ["train", "--data", str(root), "--model", "basic:1-1-1:4-8-16", "--input-size", "32"]
     args += ["--batch-size", "4", "--epochs", "1", "--workers", "0", "--decode-on-device", "--json"]
-    assert main([*args, "--out", str(tmp_path / "run")]) == 0
-    captured = capsys.readouterr()
-    assert "truncated.jpg" in captured.out + captured.err
+    code, out, err = run_cli(*args, "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "truncated.jpg" in out + err

@@ -5,7 +5,6 @@ the promise itself over all five kinds in one place, for the API and for the CLI
 
 import pytest
 import torch
-from reliability_runs import cli
 
 from resnets import create_model
 from resnets.errors import ResNetsError
@@ -50,9 +49,9 @@ def test_bad_notation_points_at_the_offending_token():
         (["bench", "--model", "[3x3,64; 3y3,64]x2", "--device", "cpu"], "at column 10"),
     ],
 )
-def test_a_bad_cli_call_is_one_line_with_exit_code_2(args, expected, tmp_path, monkeypatch):
+def test_a_bad_cli_call_is_one_line_with_exit_code_2(args, expected, tmp_path, monkeypatch, run_cli):
     monkeypatch.chdir(tmp_path)
-    code, out, err = cli(*args)
+    code, out, err = run_cli(*args)
     assert code == 2
     (line,) = err.strip().splitlines()
     assert expected in line, line

@@ -12,7 +12,6 @@ from cifar_format import write_cifar10
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from reliability_runs import cli
 
 from resnets.data.cifar import safe_load
 from resnets.errors import DataError
@@ -61,10 +60,10 @@ def folder_without_classes(root):
         (folder_without_classes, "no class folders"),
     ],
 )
-def test_a_broken_dataset_is_one_line_before_any_training_step(tmp_path, make, expected):
+def test_a_broken_dataset_is_one_line_before_any_training_step(tmp_path, run_cli, make, expected):
     make(tmp_path / "data")
     run = tmp_path / "run"
-    code, _, err = cli(
+    code, _, err = run_cli(
         "train", "--data", tmp_path / "data", "--val-split", "0.5", "--model", "resnet20", "--out", run
     )
     assert code == 2

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_runs import TINY, cli
+from reliability_runs import TINY
 
 from resnets.cli import build_parser
 
@@ -114,7 +114,7 @@ def files_under(*roots: Path) -> set[str]:
 
 @pytest.mark.parametrize("command, fault, which", list(cases()))
 def test_every_command_fails_in_one_line_with_exit_2_and_writes_nothing(
-    command, fault, which, tmp_path, monkeypatch, reference_run
+    command, fault, which, tmp_path, monkeypatch, reference_run, run_cli
 ):
     monkeypatch.chdir(tmp_path)  # default run directories and outputs would land here
     parser = commands()[command]
@@ -136,7 +136,7 @@ def test_every_command_fails_in_one_line_with_exit_2_and_writes_nothing(
             pytest.fail(f"add contradictory-flag cases for '{command}' to CONTRADICTORY in this test")
         args = [a.replace("{run}", str(reference_run)) for a in CONTRADICTORY[command][which]]
     before = files_under(tmp_path, reference_run)
-    code, _, err = cli(command, *args)
+    code, _, err = run_cli(command, *args)
     assert code == 2, f"{command} {args}: exit {code}\n{err[-2000:]}"
     lines = err.strip().splitlines()
     assert len(lines) == 1, f"{command} {args}:\n{err[-2000:]}"

@@ -17,7 +17,6 @@ import torch
 from PIL import Image
 
 from resnets import create_model
-from resnets.cli import main
 from resnets.data.images import MAX_PIXELS
 from resnets.infer import Classifier
 from resnets.weights import WeightsMeta
@@ -162,7 +161,7 @@ def weights_file(tmp_path_factory):
 
 
 def test_broken_files_are_reported_and_skipped_while_odd_valid_ones_are_classified(
-    weights_file, original, tmp_path, capsys
+    weights_file, original, tmp_path, run_cli
 ):
     image, label = original
     folder = tmp_path / "inbox"
@@ -182,29 +181,28 @@ def test_broken_files_are_reported_and_skipped_while_odd_valid_ones_are_classifi
     Image.fromarray(np.full((4000, 1, 3), 90, np.uint8)).save(folder / "tall.png")
     image.save(folder / "digit.png")
 
-    code = main(["predict", str(weights_file), str(folder), "--json", "--topk", "10"])
-    captured = capsys.readouterr()
-    records = {Path(r["file"]).name: r for r in map(json.loads, captured.out.splitlines())}
+    code, out, err = run_cli("predict", weights_file, folder, "--json", "--topk", "10")
+    records = {Path(r["file"]).name: r for r in map(json.loads, out.splitlines())}
 
     assert code == 1
     assert set(records) == set(broken) | {"one-pixel.png", "wide.png", "tall.png", "digit.png"}
     for name, (_, reason) in broken.items():
         assert "topk" not in records[name] and reason in records[name]["error"], records[name]
-        lines = [line for line in captured.err.splitlines() if str(folder / name) in line]
+        lines = [line for line in err.splitlines() if str(folder / name) in line]
         assert len(lines) == 1 and reason in lines[0]
-    assert "Traceback" not in captured.err
+    assert "Traceback" not in err
     for name in ("one-pixel.png", "wide.png", "tall.png", "digit.png"):
         probabilities = [t["probability"] for t in records[name]["topk"]]
         assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1.0, abs=1e-5)
     assert records["digit.png"]["topk"][0]["class"] == label
 
 
-def test_all_good_files_exit_0(weights_file, original, tmp_path, capsys):
+def test_all_good_files_exit_0(weights_file, original, tmp_path, run_cli):
     image, _ = original
     image.save(tmp_path / "digit.png")
     image.convert("CMYK").save(tmp_path / "digit.jpg")
-    assert main(["predict", str(weights_file), str(tmp_path)]) == 0
-    assert capsys.readouterr().err == ""
+    code, _, err = run_cli("predict", weights_file, tmp_path)
+    assert code == 0 and err == ""
 
 
 def test_an_extreme_strip_is_cut_before_resizing_so_memory_stays_bounded(tmp_path, monkeypatch):

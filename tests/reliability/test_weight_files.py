@@ -19,7 +19,6 @@ import torch
 from safetensors.torch import save_file
 
 from resnets import create_model, load_weights
-from resnets.cli import main
 from resnets.errors import WeightsError
 from resnets.weights import load_model, save_weights
 from resnets.weights.format import check_finite
@@ -32,11 +31,6 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "resnets", *args], capture_output=True, text=True, timeout=120
     )
-
-
-def in_process(capsys, *args: str) -> tuple[int, str]:
-    code = main(list(args))  # anything but our errors would escape here as a traceback
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +56,21 @@ def _broken(kind: str, good: bytes) -> bytes:
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 @pytest.mark.parametrize("kind", ["zero-byte", "truncated", "random-bytes"])
-def test_broken_weights_file_is_one_line_error_naming_it(tmp_path, capsys, good_files, suffix, kind):
+def test_broken_weights_file_is_one_line_error_naming_it(tmp_path, run_cli, good_files, suffix, kind):
     path = tmp_path / f"{kind}{suffix}"
     path.write_bytes(_broken(kind, good_files[suffix]))
     with pytest.raises(WeightsError) as error:
         load_weights(create_model("resnet20"), path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
-    code, err = in_process(capsys, "summary", "resnet20", "--weights", str(path))
+    code, _, err = run_cli("summary", "resnet20", "--weights", str(path))
     assert code == 2 and err.count("\n") == 1 and str(path) in err
     out = tmp_path / "converted.safetensors"
-    code, err = in_process(capsys, "convert", str(path), "--model", "resnet20", "--out", str(out))
+    code, _, err = run_cli("convert", str(path), "--model", "resnet20", "--out", str(out))
     assert code == 2 and str(path) in err and not out.exists()
 
 
 @pytest.mark.parametrize("layout", ["empty-dir", "zero-byte-model", "random-model"])
-def test_bogus_run_directory_is_one_line_error_naming_it(tmp_path, capsys, layout):
+def test_bogus_run_directory_is_one_line_error_naming_it(tmp_path, run_cli, layout):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     if layout != "empty-dir":
@@ -84,7 +78,7 @@ def test_bogus_run_directory_is_one_line_error_naming_it(tmp_path, capsys, layou
         (run_dir / "model.safetensors").write_bytes(b"" if layout == "zero-byte-model" else os.urandom(999))
     with pytest.raises(WeightsError, match=re.escape(str(run_dir))):
         load_model(run_dir)
-    code, err = in_process(capsys, "eval", str(run_dir))
+    code, _, err = run_cli("eval", str(run_dir))
     assert code == 2 and err.count("\n") == 1 and str(run_dir) in err
 
 
@@ -100,12 +94,12 @@ DAMAGED_RECORDS = {
 
 @pytest.mark.parametrize("damage", list(DAMAGED_RECORDS))
 def test_a_damaged_run_record_is_one_line_naming_it_for_eval_and_resume(
-    tmp_path, capsys, reference_run, damage
+    tmp_path, run_cli, reference_run, damage
 ):
     run = shutil.copytree(reference_run, tmp_path / "run")
     (run / "config.json").write_bytes(DAMAGED_RECORDS[damage])
     for command in (["eval", str(run)], ["train", "--resume", str(run)]):
-        code, err = in_process(capsys, *command)
+        code, _, err = run_cli(*command)
         assert code == 2 and err.count("\n") == 1 and str(run / "config.json") in err, (command, err)
 
 
@@ -117,13 +111,13 @@ def test_a_damaged_run_record_is_one_line_naming_it_for_eval_and_resume(
         pytest.param(lambda state: state.update(rng_python="!!"), id="bad-rng"),
     ],
 )
-def test_a_checkpoint_state_of_the_wrong_shape_is_one_line_on_resume(tmp_path, capsys, reference_run, edit):
+def test_a_checkpoint_state_of_the_wrong_shape_is_one_line_on_resume(tmp_path, run_cli, reference_run, edit):
     run = shutil.copytree(reference_run, tmp_path / "run")
     latest = run / "checkpoint" / "latest.json"
     state = json.loads(latest.read_text())
     edit(state)
     latest.write_text(json.dumps(state))
-    code, err = in_process(capsys, "train", "--resume", str(run))
+    code, _, err = run_cli("train", "--resume", str(run))
     assert code == 2 and err.count("\n") == 1 and str(latest) in err, err
 
 
@@ -253,7 +247,7 @@ def test_every_torch_load_in_the_source_is_weights_only_without_fallback():
 # --- item 9: NaN weights, wrong shapes or keys ----------------------------------------------------
 
 
-def test_nan_and_inf_weights_are_rejected_listing_the_keys(tmp_path, capsys):
+def test_nan_and_inf_weights_are_rejected_listing_the_keys(tmp_path, run_cli):
     state = {k: v.clone() for k, v in create_model("resnet20").state_dict().items()}
     state["layer2.1.conv1.weight"][0, 0, 0, 0] = float("nan")
     state["fc.bias"][3] = float("inf")
@@ -263,7 +257,7 @@ def test_nan_and_inf_weights_are_rejected_listing_the_keys(tmp_path, capsys):
         load_weights(create_model("resnet20"), path)
     assert "fc.bias" in str(error.value) and "layer2.1.conv1.weight" in str(error.value)
     assert "layer1.0.conv1.weight" not in str(error.value)
-    code, err = in_process(capsys, "summary", "resnet20", "--weights", str(path))
+    code, _, err = run_cli("summary", "resnet20", "--weights", str(path))
     assert code == 2 and "layer2.1.conv1.weight" in err and err.count("\n") == 1
 
 
