@@ -8,23 +8,13 @@ import pytest
 import torch
 
 from resnets.bench.runner import BenchSettings, time_steps
-from resnets.cli import main
 
 TINY = ["--input-size", "32", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--repeats", "1"]
 
 
-def run(capsys, *args):
-    try:
-        code = main(["bench", *args])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_bench_json_reports_ours_and_the_ratio_to_torchvision(capsys):
-    code, out, _ = run(
-        capsys,
+def test_bench_json_reports_ours_and_the_ratio_to_torchvision(run_cli):
+    code, out, _ = run_cli(
+        "bench",
         "--model",
         "resnet18",
         "--device",
@@ -48,10 +38,10 @@ def test_bench_json_reports_ours_and_the_ratio_to_torchvision(capsys):
     assert data["environment"]["torch"] == torch.__version__
 
 
-def test_bench_inference_against_onnxruntime_keeps_stdout_pure_json(capsys):
+def test_bench_inference_against_onnxruntime_keeps_stdout_pure_json(run_cli):
     pytest.importorskip("onnxruntime")
-    code, out, _ = run(
-        capsys,
+    code, out, _ = run_cli(
+        "bench",
         "--model",
         "resnet18",
         "--mode",
@@ -72,8 +62,10 @@ def test_bench_inference_against_onnxruntime_keeps_stdout_pure_json(capsys):
     assert data["fast_config"]["fuse_bn"] and data["fast_config"]["mode"] == "infer"
 
 
-def test_bench_table_shows_throughput_memory_and_ratios(capsys):
-    code, out, _ = run(capsys, "--model", "resnet18", "--device", "cpu", "--compare", "torchvision", *TINY)
+def test_bench_table_shows_throughput_memory_and_ratios(run_cli):
+    code, out, _ = run_cli(
+        "bench", "--model", "resnet18", "--device", "cpu", "--compare", "torchvision", *TINY
+    )
     assert code == 0
     rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
     assert {"ours", "torchvision"} <= set(rows)
@@ -81,8 +73,8 @@ def test_bench_table_shows_throughput_memory_and_ratios(capsys):
     assert "img/s" in out and "peak memory: process RSS" in out
 
 
-def test_models_torchvision_lacks_skip_its_peer_with_a_note(capsys):
-    code, out, _ = run(capsys, "--model", "resnet20", "--device", "cpu", "--json", *TINY)
+def test_models_torchvision_lacks_skip_its_peer_with_a_note(run_cli):
+    code, out, _ = run_cli("bench", "--model", "resnet20", "--device", "cpu", "--json", *TINY)
     data = json.loads(out)
     assert code == 0 and [r["name"] for r in data["results"]] == ["ours"]
     assert data["fast_config"]["compile"] is False  # CPU training is not compiled by default
@@ -99,16 +91,16 @@ def test_models_torchvision_lacks_skip_its_peer_with_a_note(capsys):
         (["--batch-size", "0"], "at least 1"),
     ],
 )
-def test_user_errors_are_one_line(capsys, args, message):
-    code, out, err = run(capsys, "--device", "cpu", "--no-compile", "--steps", "1", *args)
+def test_user_errors_are_one_line(run_cli, args, message):
+    code, out, err = run_cli("bench", "--device", "cpu", "--no-compile", "--steps", "1", *args)
     assert code == 2 and out == ""
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_cuda_without_a_gpu_is_a_one_line_error(capsys):
+def test_cuda_without_a_gpu_is_a_one_line_error(run_cli):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    code, _, err = run(capsys, "--device", "cuda", "--steps", "1")
+    code, _, err = run_cli("bench", "--device", "cuda", "--steps", "1")
     assert code == 2 and "CUDA is not available" in err
 
 

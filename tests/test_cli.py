@@ -7,20 +7,10 @@ import sys
 import pytest
 
 from resnets import list_models, summary
-from resnets.cli import main
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:  # argparse usage errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_list_json_has_every_model_with_measured_params(capsys):
-    code, out, _ = run(capsys, "list", "--json")
+def test_list_json_has_every_model_with_measured_params(run_cli):
+    code, out, _ = run_cli("list", "--json")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(out)}
     assert list(rows) == list_models()
@@ -28,8 +18,8 @@ def test_list_json_has_every_model_with_measured_params(capsys):
     assert rows["resnet50"]["family"] == "imagenet" and rows["resnet20"]["input_size"] == 32
 
 
-def test_summary_json_has_the_documented_keys_and_matches_the_api(capsys):
-    code, out, _ = run(capsys, "summary", "resnet50", "--json")
+def test_summary_json_has_the_documented_keys_and_matches_the_api(run_cli):
+    code, out, _ = run_cli("summary", "resnet50", "--json")
     data = json.loads(out)
     assert {"params", "macs", "flops", "stages"} <= set(data)
     for stage in data["stages"]:
@@ -39,15 +29,15 @@ def test_summary_json_has_the_documented_keys_and_matches_the_api(capsys):
     assert data["stages"][2]["blocks"] == "[1x1, 128; 3x3, 128; 1x1, 512] x 4"
 
 
-def test_summary_table_labels_macs_and_flops_and_explains_each_stage(capsys):
-    code, out, _ = run(capsys, "summary", "resnet18", "--explain", "--input-size", "200x300")
+def test_summary_table_labels_macs_and_flops_and_explains_each_stage(run_cli):
+    code, out, _ = run_cli("summary", "resnet18", "--explain", "--input-size", "200x300")
     assert code == 0
     assert "MACs" in out and "FLOPs" in out and "100x150" in out
     assert "conv3_x: " in out and "stride 2" in out and "x 2" in out
 
 
-def test_summary_overrides_apply(capsys):
-    _, out, _ = run(capsys, "summary", "resnet20", "--shortcut", "B", "--json")
+def test_summary_overrides_apply(run_cli):
+    _, out, _ = run_cli("summary", "resnet20", "--shortcut", "B", "--json")
     assert json.loads(out)["params"] > 269_722
 
 
@@ -62,8 +52,8 @@ def test_summary_overrides_apply(capsys):
         ["nonsense"],
     ],
 )
-def test_user_errors_are_one_line_with_exit_code_2(capsys, args):
-    code, _, err = run(capsys, *args)
+def test_user_errors_are_one_line_with_exit_code_2(run_cli, args):
+    code, _, err = run_cli(*args)
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_runs import TINY, cli
+from reliability_runs import TINY
 
 from resnets.train import faults
 
@@ -21,12 +21,12 @@ def clean_global_state():
 
 
 @pytest.fixture(scope="session")
-def reference_run(tmp_path_factory) -> Path:
+def reference_run(tmp_path_factory, run_cli) -> Path:
     """The uninterrupted run every interrupted one must end up identical to."""
     run = tmp_path_factory.mktemp("reference") / "run"
     threads = torch.get_num_threads()
     try:
-        code, _, err = cli("train", *TINY, "--out", run)
+        code, _, err = run_cli("train", *TINY, "--out", run)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)

@@ -1,7 +1,7 @@
 """Helpers of the reliability suite: the tiny deterministic CPU run every scenario trains, the CLI
-in this process or in a real one (when it has to die), and a bit-for-bit comparison of two runs'
-full training state. A module of its own (not conftest) so that tests import it by a name no
-other folder's conftest shares."""
+in a real process (when it has to die; in this process: the run_cli fixture), and a bit-for-bit
+comparison of two runs' full training state. A module of its own (not conftest) so that tests
+import it by a name no other folder's conftest shares."""
 
 import json
 import os
@@ -16,7 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))  # cifar_f
 from safetensors.torch import load_file
 
 import resnets
-from resnets.cli import main
 
 # 96 training images in batches of 16: 6 steps per epoch, 18 in all. Everything that carries state
 # across steps is on: momentum, EMA, the global RNG (MixUp, drop path), Python's RNG.
@@ -36,20 +35,6 @@ TINY = [
     "--drop-path-rate", "0.2",
 ]  # fmt: skip
 TIMING = ("seconds", "images_per_second", "train_seconds", "step_seconds")
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    """`resnets ARGS` in this process (fast); returns (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def cli_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):

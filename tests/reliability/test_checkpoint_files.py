@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_runs import TINY, assert_same_training_state, cli
+from reliability_runs import TINY, assert_same_training_state
 
 from resnets import atomic
 from resnets.errors import ResNetsError
@@ -118,8 +118,8 @@ def test_keep_last_keeps_the_newest_k_each_loadable_and_deletes_only_after_the_c
     ]
 
 
-def test_keep_last_is_a_train_flag_and_keeps_that_many_epochs(tmp_path):
-    code, _, err = cli("train", *TINY, "--epochs", "3", "--keep-last", "2", "--out", tmp_path / "run")
+def test_keep_last_is_a_train_flag_and_keeps_that_many_epochs(tmp_path, run_cli):
+    code, _, err = run_cli("train", *TINY, "--epochs", "3", "--keep-last", "2", "--out", tmp_path / "run")
     assert code == 0, err
     folder = tmp_path / "run" / "checkpoint"
     assert sorted(p.name for p in folder.glob("*.safetensors")) == [
@@ -129,7 +129,7 @@ def test_keep_last_is_a_train_flag_and_keeps_that_many_epochs(tmp_path):
 
 
 def test_disk_full_during_training_is_one_line_and_the_run_resumes_bit_identical(
-    tmp_path, monkeypatch, reference_run
+    tmp_path, monkeypatch, reference_run, run_cli
 ):
     real, calls = ckpt.save_file, []
 
@@ -141,7 +141,7 @@ def test_disk_full_during_training_is_one_line_and_the_run_resumes_bit_identical
 
     monkeypatch.setattr(ckpt, "save_file", second_save_hits_a_full_disk)
     run = tmp_path / "run"
-    code, _, err = cli("train", *TINY, "--out", run)
+    code, _, err = run_cli("train", *TINY, "--out", run)
     assert code == 2
     (line,) = err.strip().splitlines()[-1:]
     assert line.startswith("resnets train: error: could not write checkpoint")
@@ -152,6 +152,6 @@ def test_disk_full_during_training_is_one_line_and_the_run_resumes_bit_identical
     assert sorted(p.name for p in folder.iterdir()) == ["epoch-0001.safetensors", "latest.json"]
     assert load_checkpoint(folder)[1]["progress"]["epoch"] == 1
     monkeypatch.undo()  # space freed
-    code, _, err = cli("train", "--resume", run)
+    code, _, err = run_cli("train", "--resume", run)
     assert code == 0, err
     assert_same_training_state(reference_run, run)

@@ -4,7 +4,7 @@
 import json
 import random
 
-from reliability_runs import EPOCHS, STEPS_PER_EPOCH, TINY, assert_same_training_state, cli, cli_process
+from reliability_runs import EPOCHS, STEPS_PER_EPOCH, TINY, assert_same_training_state, cli_process
 
 from resnets.train import faults
 
@@ -12,7 +12,7 @@ SIGKILLED = -9
 
 
 def test_kill_9_mid_epoch_and_inside_a_checkpoint_write_then_resume_ends_bit_identical(
-    tmp_path, reference_run
+    tmp_path, reference_run, run_cli
 ):
     # A random step inside epoch 2 or 3, so that every resume restores a checkpoint (a kill before
     # the first checkpoint is the next test); epoch ends are where the kill inside the save happens.
@@ -37,13 +37,13 @@ def test_kill_9_mid_epoch_and_inside_a_checkpoint_write_then_resume_ends_bit_ide
     assert json.loads((folder / "latest.json").read_text()) == latest  # not committed
 
     # Third life: runs to the end.
-    code, _, err = cli("train", "--resume", run)
+    code, _, err = run_cli("train", "--resume", run)
     assert code == 0, f"step {step}: {err[-2000:]}"
     assert_same_training_state(reference_run, run)
 
 
 def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(
-    tmp_path, monkeypatch, reference_run
+    tmp_path, monkeypatch, reference_run, run_cli
 ):
     def interrupt_at_step_2(step):
         if step == 2:
@@ -51,10 +51,10 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(
 
     monkeypatch.setattr(faults, "after_step", interrupt_at_step_2)
     run = tmp_path / "run"
-    code, _, _ = cli("train", *TINY, "--out", run)
+    code, _, _ = run_cli("train", *TINY, "--out", run)
     assert code == 130
     assert (run / "config.json").exists() and not (run / "checkpoint").exists()
     monkeypatch.undo()
-    code, _, err = cli("train", "--resume", run)
+    code, _, err = run_cli("train", "--resume", run)
     assert code == 0, err
     assert_same_training_state(reference_run, run)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from reliability_runs import STEPS_PER_EPOCH, TINY, checkpoint_state, cli
+from reliability_runs import STEPS_PER_EPOCH, TINY, checkpoint_state
 from safetensors.torch import load_file
 
 from resnets.errors import ResNetsError
@@ -30,11 +30,11 @@ def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
     ],
 )
 def test_nonfinite_loss_stops_the_run_naming_the_step_and_the_last_good_checkpoint(
-    tmp_path, monkeypatch, kind, extra, last_good, last_step
+    tmp_path, monkeypatch, kind, extra, last_good, last_step, run_cli
 ):
     monkeypatch.setenv(f"RESNETS_FAULT_{kind.upper()}_AT_STEP", str(BAD_STEP))
     run = tmp_path / "run"
-    code, _, err = cli("train", *TINY, *extra, "--out", run)
+    code, _, err = run_cli("train", *TINY, *extra, "--out", run)
     assert code != 0
     (line,) = [ln for ln in err.splitlines() if "error" in ln]
     assert f"loss became {kind} at step {BAD_STEP};" in line
@@ -46,10 +46,10 @@ def test_nonfinite_loss_stops_the_run_naming_the_step_and_the_last_good_checkpoi
         assert all_finite(load_file(path)), path
 
 
-def test_skip_nonfinite_skips_the_bad_step_and_finishes_with_finite_weights(tmp_path, monkeypatch):
+def test_skip_nonfinite_skips_the_bad_step_and_finishes_with_finite_weights(tmp_path, monkeypatch, run_cli):
     monkeypatch.setenv("RESNETS_FAULT_NAN_AT_STEP", str(BAD_STEP))
     run = tmp_path / "run"
-    code, _, err = cli("train", *TINY, "--skip-nonfinite", "--out", run)
+    code, _, err = run_cli("train", *TINY, "--skip-nonfinite", "--out", run)
     assert code == 0, err
     progress = checkpoint_state(run).latest["progress"]
     assert progress["skipped_steps"] == [BAD_STEP]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from reliability_runs import TINY, cli
+from reliability_runs import TINY
 
 from resnets.models.resnet import ResNet
 from resnets.train.guards import search_batch_size
@@ -29,8 +29,8 @@ def small_memory(monkeypatch):
     return tried
 
 
-def test_out_of_memory_names_the_largest_batch_that_fits(tmp_path, small_memory):
-    code, _, err = cli("train", *TINY, "--batch-size", "32", "--out", tmp_path / "run")
+def test_out_of_memory_names_the_largest_batch_that_fits(tmp_path, small_memory, run_cli):
+    code, _, err = run_cli("train", *TINY, "--batch-size", "32", "--out", tmp_path / "run")
     assert code == 2
     (line,) = err.strip().splitlines()
     assert line == (
@@ -40,9 +40,9 @@ def test_out_of_memory_names_the_largest_batch_that_fits(tmp_path, small_memory)
     assert max(small_memory) == 32 and LIMIT in small_memory and LIMIT + 1 in small_memory
 
 
-def test_auto_batch_size_trains_with_the_largest_batch_that_fits(tmp_path, small_memory):
+def test_auto_batch_size_trains_with_the_largest_batch_that_fits(tmp_path, small_memory, run_cli):
     run = tmp_path / "run"
-    code, _, err = cli(
+    code, _, err = run_cli(
         "train", *TINY, "--batch-size", "32", "--auto-batch-size", "--epochs", "1", "--out", run
     )
     assert code == 0, err

@@ -6,7 +6,6 @@ import json
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from resnets.cli import main
 from resnets.models import ZOO, create_model, resolve_spec
 from resnets.train.logging import COLUMNS
 from resnets.weights import load_weights, read_safetensors
@@ -83,9 +82,10 @@ def test_saved_weights_carry_what_predict_needs_and_score_what_the_summary_says(
     assert correct / len(held) == default_run.summary["val_top1"]
 
 
-def test_eval_on_the_run_directory_agrees_with_the_training_summary(default_run, capsys):
-    assert main(["eval", str(default_run.dir), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+def test_eval_on_the_run_directory_agrees_with_the_training_summary(default_run, run_cli):
+    result = run_cli("eval", default_run.dir, "--json")
+    assert result.code == 0
+    report = json.loads(result.out)
     s = default_run.summary
     assert report["count"] == 360
     assert report["top1"] == s["val_top1"] and report["top5"] == s["val_top5"]
@@ -115,10 +115,11 @@ def test_eval_runs_the_network_through_the_inference_fast_path(default_run, tmp_
     assert abs(report["loss"] - default_run.summary["val_loss"]) < 1e-5
 
 
-def test_resuming_a_finished_run_trains_nothing_and_keeps_its_weights(default_run, capsys):
+def test_resuming_a_finished_run_trains_nothing_and_keeps_its_weights(default_run, run_cli):
     before = read_safetensors(default_run.dir / "model.safetensors")
-    assert main(["train", "--resume", str(default_run.dir), "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    result = run_cli("train", "--resume", default_run.dir, "--json")
+    assert result.code == 0
+    summary = json.loads(result.out)
     assert summary["epochs"] == default_run.summary["epochs"]
     assert summary["val_top1"] == default_run.summary["val_top1"]
     after = read_safetensors(default_run.dir / "model.safetensors")
@@ -128,13 +129,14 @@ def test_resuming_a_finished_run_trains_nothing_and_keeps_its_weights(default_ru
     )
 
 
-def test_eval_of_a_bare_weights_file_preprocesses_from_its_metadata(default_run, tmp_path, capsys):
+def test_eval_of_a_bare_weights_file_preprocesses_from_its_metadata(default_run, tmp_path, run_cli):
     import shutil
 
     weights = shutil.copy(default_run.dir / "model.safetensors", tmp_path / "digits.safetensors")
-    assert main(["eval", str(weights), "--json"]) == 2
-    assert "pass --data" in capsys.readouterr().err
-    assert main(["eval", str(weights), "--data", "digits", "--json", "--out", str(tmp_path)]) == 0
-    report = json.loads(capsys.readouterr().out)
+    result = run_cli("eval", weights, "--json")
+    assert result.code == 2 and "pass --data" in result.err
+    result = run_cli("eval", weights, "--data", "digits", "--json", "--out", tmp_path)
+    assert result.code == 0
+    report = json.loads(result.out)
     assert report["top1"] == default_run.summary["val_top1"] and report["count"] == 360
     assert (tmp_path / "confusion_matrix.png").is_file()

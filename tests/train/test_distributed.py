@@ -17,7 +17,6 @@ import pytest
 import torch
 
 import resnets
-from resnets.cli import main
 from resnets.data.loaders import TensorLoader, shard
 from resnets.evaluate import evaluate_run
 from resnets.train import distributed, resolve_recipe, train
@@ -161,14 +160,14 @@ def test_killing_rank_1_on_every_attempt_exhausts_max_restarts_with_a_clear_mess
     assert read(run_dir / "checkpoint", "latest.json")["progress"]["step"] == 30
 
 
-def test_a_two_process_run_resumes_as_a_one_process_run_in_mid_epoch(killed_every_attempt, capsys):
+def test_a_two_process_run_resumes_as_a_one_process_run_in_mid_epoch(killed_every_attempt, run_cli):
     _, run_dir = killed_every_attempt
     saved = read(run_dir / "checkpoint", "latest.json")["progress"]
     assert (saved["epoch"], saved["epoch_step"]) == (1, 30 - 23)  # 7 steps into the second epoch
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["train", "--resume", str(run_dir)]) == 0
+        assert run_cli("train", "--resume", run_dir).code == 0
     finally:
         torch.set_num_threads(threads)
     summary = read(run_dir, "summary.json")
@@ -240,12 +239,10 @@ def test_launcher_passes_the_same_arguments_minus_its_own_to_torchrun():
     assert command[-7:] == ["-m", "resnets", "train", "--epochs", "2", "--lr", "0.1"]
 
 
-def test_batch_size_must_split_evenly_over_processes_and_accumulation(tmp_path, capsys):
-    assert (
-        main(["train", *TINY_ARGS, "--batch-size", "63", "--accum-steps", "2", "--out", str(tmp_path / "r")])
-        == 2
-    )
-    assert "global batch" in capsys.readouterr().err
+def test_batch_size_must_split_evenly_over_processes_and_accumulation(tmp_path, run_cli):
+    result = run_cli("train", *TINY_ARGS, "--batch-size", "63", "--accum-steps", "2", "--out", tmp_path / "r")
+    assert result.code == 2
+    assert "global batch" in result.err
 
 
 def test_each_rank_draws_its_own_random_stream_and_a_resume_redraws_the_same(monkeypatch):

@@ -23,14 +23,13 @@ def test_predict_on_the_default_runs_held_out_pngs_matches_its_validation_accura
     assert abs(accuracy - default_run.summary["val_top1"]) <= 1 / len(paths) + 1e-9
 
 
-def test_eval_and_predict_at_bf16_run_in_bf16_and_keep_the_accuracy(default_run, tmp_path, capsys):
+def test_eval_and_predict_at_bf16_run_in_bf16_and_keep_the_accuracy(default_run, tmp_path, run_cli):
     import json
 
-    from resnets.cli import main
-
-    args = ["eval", str(default_run.dir), "--json", "--out", str(tmp_path), "--device", "cpu"]
-    assert main([*args, "--precision", "bf16"]) == 0
-    bf16 = json.loads(capsys.readouterr().out)
+    args = ["eval", default_run.dir, "--json", "--out", tmp_path, "--device", "cpu"]
+    result = run_cli(*args, "--precision", "bf16")
+    assert result.code == 0
+    bf16 = json.loads(result.out)
     # bf16 keeps 8 bits of mantissa: the loss moves, the accuracy stays within a few near-ties.
     assert bf16["loss"] != default_run.summary["val_loss"]
     assert abs(bf16["loss"] - default_run.summary["val_loss"]) < 0.02
@@ -38,8 +37,11 @@ def test_eval_and_predict_at_bf16_run_in_bf16_and_keep_the_accuracy(default_run,
 
     image = tmp_path / "digit.png"
     Image.fromarray(load_digits_data().val.images[0, 0].numpy(), "L").save(image)
+    rows = []
     for precision in ("fp32", "bf16"):
-        assert main(["predict", str(default_run.dir), str(image), "--json", "--precision", precision]) == 0
-    fp32, bf16_row = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+        result = run_cli("predict", default_run.dir, image, "--json", "--precision", precision)
+        assert result.code == 0
+        rows += result.out.splitlines()
+    fp32, bf16_row = (json.loads(line) for line in rows)
     assert fp32["topk"][0]["class"] == bf16_row["topk"][0]["class"]
     assert [c["probability"] for c in fp32["topk"]] != [c["probability"] for c in bf16_row["topk"]]

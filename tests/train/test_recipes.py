@@ -5,7 +5,6 @@ import math
 
 import pytest
 
-from resnets.cli import main
 from resnets.train import resolve_recipe
 from resnets.train.build import build_optimizer
 from resnets.train.schedule import Schedule
@@ -100,7 +99,7 @@ def test_modern_recipe_has_cosine_warmup_smoothing_mixing_ema_and_no_decay_on_bn
     assert s(500 + (20_000 - 500) // 2) == pytest.approx(c.lr / 2, rel=1e-3) and s(19_999) < 1e-5
 
 
-def test_command_line_overrides_any_field_and_prints_toml_or_json(capsys):
+def test_command_line_overrides_any_field_and_prints_toml_or_json(run_cli):
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     args = [
         "train",
@@ -114,28 +113,34 @@ def test_command_line_overrides_any_field_and_prints_toml_or_json(capsys):
         "--epochs",
         "5",
     ]
-    assert main([*args, "--print-config", "json"]) == 0
-    as_json = json.loads(capsys.readouterr().out)
-    assert main([*args, "--print-config"]) == 0
-    as_toml = tomllib.loads(capsys.readouterr().out)
+    result = run_cli(*args, "--print-config", "json")
+    assert result.code == 0
+    as_json = json.loads(result.out)
+    result = run_cli(*args, "--print-config")
+    assert result.code == 0
+    as_toml = tomllib.loads(result.out)
     assert as_toml == {k: v for k, v in as_json.items() if v is not None}
     assert (as_json["lr"], as_json["milestones"], as_json["flip"]) == (0.05, [10.0, 20.0], False)
     assert (as_json["epochs"], as_json["iterations"], as_json["weight_decay"]) == (5.0, None, 1e-4)
 
 
-def test_a_printed_config_file_reproduces_the_config(tmp_path, capsys):
+def test_a_printed_config_file_reproduces_the_config(tmp_path, run_cli):
     pytest.importorskip("tomllib")
-    main(["train", "--recipe", "modern", "--model", "resnet32", "--print-config"])
-    (tmp_path / "run.toml").write_text(capsys.readouterr().out)
-    main(["train", "--recipe", "modern", "--model", "resnet32", "--print-config", "json"])
-    expected = json.loads(capsys.readouterr().out)
-    main(["train", "--config", str(tmp_path / "run.toml"), "--print-config", "json"])
-    assert json.loads(capsys.readouterr().out) == {**expected}
+    (tmp_path / "run.toml").write_text(
+        run_cli("train", "--recipe", "modern", "--model", "resnet32", "--print-config").out
+    )
+    expected = json.loads(
+        run_cli("train", "--recipe", "modern", "--model", "resnet32", "--print-config", "json").out
+    )
+    result = run_cli("train", "--config", tmp_path / "run.toml", "--print-config", "json")
+    assert json.loads(result.out) == {**expected}
 
 
-def test_none_unsets_an_optional_field_and_bad_values_are_one_line_errors(capsys):
-    assert main(["train", "--recipe", "modern", "--ema-decay", "none", "--print-config", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["ema_decay"] is None
-    assert main(["train", "--schedule", "linear", "--print-config"]) == 2
-    assert main(["train", "--ema-decay", "2", "--print-config"]) == 2
-    assert "ema_decay must be in (0, 1)" in capsys.readouterr().err
+def test_none_unsets_an_optional_field_and_bad_values_are_one_line_errors(run_cli):
+    result = run_cli("train", "--recipe", "modern", "--ema-decay", "none", "--print-config", "json")
+    assert result.code == 0
+    assert json.loads(result.out)["ema_decay"] is None
+    assert run_cli("train", "--schedule", "linear", "--print-config").code == 2
+    result = run_cli("train", "--ema-decay", "2", "--print-config")
+    assert result.code == 2
+    assert "ema_decay must be in (0, 1)" in result.err

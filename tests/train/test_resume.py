@@ -6,7 +6,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from resnets.cli import main
 from resnets.train import resolve_recipe, train
 
 TINY = dict(
@@ -39,13 +38,13 @@ def rows(path):
 
 
 def test_resume_after_an_interruption_ends_bit_identical_to_an_uninterrupted_run(
-    tmp_path, deterministic, capsys
+    tmp_path, deterministic, run_cli
 ):
     config = resolve_recipe("default", **TINY)
     train(config, tmp_path / "whole")
     train(config, tmp_path / "split", stop_after_epoch=1)
     assert not (tmp_path / "split" / "model.safetensors").exists()
-    assert main(["train", "--resume", str(tmp_path / "split")]) == 0
+    assert run_cli("train", "--resume", tmp_path / "split").code == 0
     whole = load_file(tmp_path / "whole" / "model.safetensors")
     split = load_file(tmp_path / "split" / "model.safetensors")
     assert whole.keys() == split.keys()
@@ -56,6 +55,7 @@ def test_resume_after_an_interruption_ends_bit_identical_to_an_uninterrupted_run
     assert rows(tmp_path / "whole" / "metrics.csv") == rows(tmp_path / "split" / "metrics.csv")
 
 
-def test_resume_refuses_config_changes(tmp_path, capsys):
-    assert main(["train", "--resume", str(tmp_path), "--lr", "0.5"]) == 2
-    assert "drop --lr" in capsys.readouterr().err
+def test_resume_refuses_config_changes(tmp_path, run_cli):
+    result = run_cli("train", "--resume", tmp_path, "--lr", "0.5")
+    assert result.code == 2
+    assert "drop --lr" in result.err

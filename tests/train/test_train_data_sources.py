@@ -10,29 +10,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnets.cli import main
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from cifar_format import write_cifar10  # noqa: E402
 
 TINY = ["--model", "basic:1-1-1:4-8-16", "--epochs", "1"]
 
 
-def test_a_cifar10_python_folder_trains_for_an_epoch(tmp_path, capsys):
+def test_a_cifar10_python_folder_trains_for_an_epoch(tmp_path, run_cli):
     written = write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=8)
     out = tmp_path / "run"
-    code = main(
-        [
-            "train",
-            "--data",
-            str(tmp_path / "cifar-10-batches-py"),
-            *TINY,
-            "--batch-size",
-            "8",
-            "--out",
-            str(out),
-            "--json",
-        ]
+    code, _, _ = run_cli(
+        "train",
+        "--data",
+        tmp_path / "cifar-10-batches-py",
+        *TINY,
+        "--batch-size",
+        "8",
+        "--out",
+        out,
+        "--json",
     )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -66,7 +62,7 @@ def write_image_folder(root: Path) -> Path:
 
 
 def test_an_image_folder_with_odd_modes_and_a_corrupt_jpeg_trains_and_names_the_skipped_file(
-    tmp_path, capsys
+    tmp_path, run_cli
 ):
     broken = write_image_folder(tmp_path / "images")
     out = tmp_path / "run"
@@ -82,8 +78,8 @@ def test_an_image_folder_with_odd_modes_and_a_corrupt_jpeg_trains_and_names_the_
         "--workers",
         "2",
     ]
-    assert main([*args, "--out", str(out)]) == 0
-    err = capsys.readouterr().err
+    code, _, err = run_cli(*args, "--out", out)
+    assert code == 0
     assert f"skipped 1 unreadable image(s) this epoch: {broken}" in err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["skipped_images"] == [str(broken)]
@@ -91,16 +87,16 @@ def test_an_image_folder_with_odd_modes_and_a_corrupt_jpeg_trains_and_names_the_
     assert meta_classes == ["circle", "square"]
 
 
-def test_ten_crop_evaluation_scores_folder_runs_at_the_end(tmp_path, capsys):
+def test_ten_crop_evaluation_scores_folder_runs_at_the_end(tmp_path, run_cli):
     write_image_folder(tmp_path / "images")
     out = tmp_path / "run"
     args = ["train", "--data", str(tmp_path / "images"), *TINY, "--input-size", "16", "--batch-size", "4"]
-    assert main([*args, "--workers", "0", "--eval-crops", "10", "--out", str(out)]) == 0
+    assert run_cli(*args, "--workers", "0", "--eval-crops", "10", "--out", out).code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert 0 <= summary["val_top1_10crop"] <= 1 and summary["val_top5_10crop"] == 1.0  # 2 classes
-    capsys.readouterr()
-    assert main(["eval", str(out), "--workers", "0", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    result = run_cli("eval", out, "--workers", "0", "--json")
+    assert result.code == 0
+    report = json.loads(result.out)
     assert report["top1_10crop"] == summary["val_top1_10crop"] and report["top1"] == summary["val_top1"]
 
 
@@ -111,38 +107,39 @@ def test_ten_crop_evaluation_scores_folder_runs_at_the_end(tmp_path, capsys):
         (lambda root: (root / "train" / "triangle").mkdir(), "class 'triangle' has no images"),
     ],
 )
-def test_folder_mistakes_stop_before_training_with_one_line(tmp_path, capsys, setup, message):
+def test_folder_mistakes_stop_before_training_with_one_line(tmp_path, run_cli, setup, message):
     write_image_folder(tmp_path / "images")
     setup(tmp_path / "images")
     out = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "images"), *TINY, "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
+    code, _, err = run_cli("train", "--data", tmp_path / "images", *TINY, "--out", out)
+    assert code == 2
+    err = err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists()
 
 
-def test_unavailable_device_and_missing_tensorboard_are_one_line_errors(tmp_path, capsys):
+def test_unavailable_device_and_missing_tensorboard_are_one_line_errors(tmp_path, run_cli):
     import torch
 
     if not torch.cuda.is_available():
-        assert main(["train", "--device", "cuda", "--out", str(tmp_path / "a")]) == 2
-        assert "CUDA is not available" in capsys.readouterr().err
+        code, _, err = run_cli("train", "--device", "cuda", "--out", tmp_path / "a")
+        assert code == 2 and "CUDA is not available" in err
     with pytest.MonkeyPatch.context() as patch:  # as if tensorboard were not installed
         patch.setitem(sys.modules, "tensorboard", None)
-        assert main(["train", "--tensorboard", "--out", str(tmp_path / "b")]) == 2
-        assert "pip install tensorboard" in capsys.readouterr().err
+        code, _, err = run_cli("train", "--tensorboard", "--out", tmp_path / "b")
+        assert code == 2 and "pip install tensorboard" in err
         assert not (tmp_path / "b").exists()
-    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")]) == 2
-    assert "no dataset" in capsys.readouterr().err
+    code, _, err = run_cli("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "c")
+    assert code == 2 and "no dataset" in err
 
 
-def test_tensorboard_logs_every_epochs_metrics_at_its_step(tmp_path, capsys):
+def test_tensorboard_logs_every_epochs_metrics_at_its_step(tmp_path, run_cli):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
     args = ["--model", "basic:1-1-1:4-8-16", "--data", "synthetic", "--synthetic-count", "96"]
     args += ["--synthetic-classes", "4", "--input-size", "8", "--batch-size", "16", "--epochs", "2"]
-    assert main(["train", *args, "--tensorboard", "--out", str(run)]) == 0
+    assert run_cli("train", *args, "--tensorboard", "--out", run).code == 0
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     rows = list(csv.DictReader((run / "metrics.csv").open()))

@@ -8,7 +8,6 @@ import torch
 from safetensors.torch import load_file
 
 import resnets.models.resnet
-from resnets.cli import main
 
 TINY = [
     "--model", "basic:1-1-1:4-8-16",
@@ -30,9 +29,9 @@ def deterministic():
 
 
 def test_checkpointed_activations_recompute_every_block_and_train_the_same_weights(
-    tmp_path, deterministic, monkeypatch, capsys
+    tmp_path, deterministic, monkeypatch, run_cli
 ):
-    assert main(["train", *TINY, "--out", str(tmp_path / "plain")]) == 0
+    assert run_cli("train", *TINY, "--out", tmp_path / "plain").code == 0
     calls = []
     real = resnets.models.resnet.checkpoint
 
@@ -41,9 +40,9 @@ def test_checkpointed_activations_recompute_every_block_and_train_the_same_weigh
         return real(block, *args, **kwargs)
 
     monkeypatch.setattr(resnets.models.resnet, "checkpoint", counting)
-    capsys.readouterr()
-    assert main(["train", *TINY, "--checkpoint-activations", "--out", str(tmp_path / "ckpt")]) == 0
-    steps = json.loads(capsys.readouterr().out)["steps"]
+    result = run_cli("train", *TINY, "--checkpoint-activations", "--out", tmp_path / "ckpt")
+    assert result.code == 0
+    steps = json.loads(result.out)["steps"]
     assert len(calls) == 3 * steps > 0  # three blocks a step; evaluation (no grad) keeps activations
     plain = load_file(tmp_path / "plain" / "model.safetensors")
     ckpt = load_file(tmp_path / "ckpt" / "model.safetensors")
@@ -52,11 +51,13 @@ def test_checkpointed_activations_recompute_every_block_and_train_the_same_weigh
         torch.testing.assert_close(ckpt[key], plain[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
-def test_bf16_training_on_cpu_runs_under_autocast_and_records_it(tmp_path, capsys):
-    assert main(["train", *TINY, "--out", str(tmp_path / "fp32")]) == 0
-    fp32 = json.loads(capsys.readouterr().out)
-    assert main(["train", *TINY, "--precision", "bf16", "--out", str(tmp_path / "bf16")]) == 0
-    bf16 = json.loads(capsys.readouterr().out)
+def test_bf16_training_on_cpu_runs_under_autocast_and_records_it(tmp_path, run_cli):
+    result = run_cli("train", *TINY, "--out", tmp_path / "fp32")
+    assert result.code == 0
+    fp32 = json.loads(result.out)
+    result = run_cli("train", *TINY, "--precision", "bf16", "--out", tmp_path / "bf16")
+    assert result.code == 0
+    bf16 = json.loads(result.out)
     config = json.loads((tmp_path / "bf16" / "config.json").read_text())["config"]
     assert config["precision"] == "bf16"
     weights = load_file(tmp_path / "bf16" / "model.safetensors")
@@ -65,14 +66,14 @@ def test_bf16_training_on_cpu_runs_under_autocast_and_records_it(tmp_path, capsy
     assert bf16["val_loss"] != fp32["val_loss"]  # the forward really ran in bf16
 
 
-def test_compiled_training_follows_the_eager_run(tmp_path, monkeypatch, capsys):
+def test_compiled_training_follows_the_eager_run(tmp_path, monkeypatch, run_cli):
     import torch._dynamo
 
-    assert main(["train", *TINY, "--out", str(tmp_path / "eager")]) == 0
+    assert run_cli("train", *TINY, "--out", tmp_path / "eager").code == 0
     torch._dynamo.reset()
     frames = torch._dynamo.utils.counters["stats"]
     before = frames["unique_graphs"]
-    assert main(["train", *TINY, "--compile", "--out", str(tmp_path / "compiled")]) == 0
+    assert run_cli("train", *TINY, "--compile", "--out", tmp_path / "compiled").code == 0
     assert frames["unique_graphs"] > before  # dynamo really traced the network
     eager = load_file(tmp_path / "eager" / "model.safetensors")
     compiled = load_file(tmp_path / "compiled" / "model.safetensors")
