@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import resnets.export.exporter as export_module
+import resnets.export.onnx as onnx_module
 from cifar_reference import randomize_bn_statistics
 from resnets.errors import ExportError
 from resnets.export import export_onnx, onnx_session
@@ -244,6 +245,14 @@ def test_export_onnx_and_its_session_run_what_eager_pytorch_runs(eager, tmp_path
     assert old.exporter == "torch.onnx (TorchScript)" and old.opset == 13
     assert [o.version for o in old.proto.opset_import if o.domain in ("", "ai.onnx")] == [13]
     assert [p.name for p in tmp_path.iterdir()] == ["bench.onnx"]
+
+
+def test_an_onnx_file_of_another_opset_than_asked_is_refused(eager, monkeypatch, tmp_path):
+    # As if the dynamo exporter were trusted below 18: it writes opset 18 whatever was asked.
+    monkeypatch.setattr(onnx_module, "DYNAMO_MIN_OPSET", 7)
+    with pytest.raises(ExportError, match="the exporter produced opset 18, not the requested 13"):
+        export_onnx(eager, _inputs(1), tmp_path / "old.onnx", opset=13)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_report_says_what_was_written_how_and_how_close_it_is(tmp_path, run_cli):
