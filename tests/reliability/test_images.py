@@ -1,6 +1,6 @@
-"""Issue 7, scenario 10: images from outside. Every odd but valid file (RGBA, grayscale, palette
-with transparency, CMYK JPEG, EXIF-rotated photo, 16-bit PNG, 1x1, extreme aspect ratio) is
-classified as its plain RGB original is; every broken one (truncated JPEG, text named .jpg,
+"""Images from outside (docs/reliability.md, promise 10). Every odd but valid file (RGBA,
+grayscale, palette with transparency, CMYK JPEG, EXIF-rotated photo, 16-bit PNG, 1x1, extreme
+aspect ratio) is classified as its plain RGB original is; every broken one (truncated JPEG, text named .jpg,
 decompression bomb) is reported by name and skipped, the exit code saying so; memory stays
 bounded."""
 

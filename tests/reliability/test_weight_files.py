@@ -1,6 +1,6 @@
-"""Files from outside (issue 7, items 7-9): broken files, pickles that would run code, and
-weights that are NaN or do not fit are refused with one line that names the file and the keys;
-nothing the file asks for is ever executed."""
+"""Files from outside (docs/reliability.md, promises 7-9): broken files, pickles that would run
+code, and weights that are NaN or do not fit are refused with one line that names the file and
+the keys; nothing the file asks for is ever executed."""
 
 import ast
 import io
@@ -51,7 +51,7 @@ def _broken(kind: str, good: bytes) -> bytes:
     return os.urandom(4096)  # random bytes
 
 
-# --- item 7: zero-byte, truncated and random files; bogus run directories ------------------------
+# --- promise 7: zero-byte, truncated and random files; bogus run directories ---------------------
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
@@ -134,7 +134,7 @@ def test_broken_files_from_the_real_cli_exit_2_without_traceback(tmp_path, good_
         assert str(named) in done.stderr
 
 
-# --- item 8: pickles that would run code ---------------------------------------------------------
+# --- promise 8: pickles that would run code ------------------------------------------------------
 
 
 class _RunsShell:
@@ -244,7 +244,7 @@ def test_every_torch_load_in_the_source_is_weights_only_without_fallback():
     assert calls >= 1  # the checkpoint reader itself
 
 
-# --- item 9: NaN weights, wrong shapes or keys ----------------------------------------------------
+# --- promise 9: NaN weights, wrong shapes or keys -------------------------------------------------
 
 
 def test_nan_and_inf_weights_are_rejected_listing_the_keys(tmp_path, run_cli):
