@@ -260,3 +260,12 @@ def test_a_one_channel_network_records_no_rgb_statistics_and_other_heads_no_clas
     four = meta_for_model(create_model("resnet18", num_classes=4), dataset_classes=True)
     assert four.classes is None and "classes_from" not in four.extra and four.resize_size == 256
     assert meta_for_model(torch.nn.Linear(2, 2)) == meta_for_model(torch.nn.Linear(2, 2), "custom")
+
+
+def test_a_file_without_tensors_names_its_top_level_keys(tmp_path):
+    path = tmp_path / "notes.pth"
+    torch.save({f"note{i}": i for i in range(10)}, path)
+    with pytest.raises(WeightsError) as error:
+        load_weights(create_model("resnet20"), path)
+    keys = ", ".join(f"note{i}" for i in range(8))
+    assert str(error.value) == f"{path}: no tensors found (top-level keys: {keys} and 2 more)"

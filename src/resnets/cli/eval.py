@@ -8,6 +8,7 @@ from pathlib import Path
 
 from resnets.cli.common import add_inference_options, add_model_options, model_overrides, print_json
 from resnets.evaluate import evaluate_run
+from resnets.text import shorten
 
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +78,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}  {'-' if acc is None else f'{100 * acc:7.2f}%'}")
     if report.get("skipped"):
         print(
-            f"skipped {len(report['skipped'])} unreadable image(s): {', '.join(report['skipped'][:10])}",
+            f"skipped {len(report['skipped'])} unreadable image(s): {shorten(report['skipped'], 10)}",
             file=sys.stderr,
         )
     print(f"confusion matrix: {report['confusion_matrix']}")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from resnets.errors import WeightsError
+from resnets.text import shorten
 
 # Where training checkpoints keep the weights, most specific first; EMA copies only as a last resort.
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "state_dict_ema", "model_ema", "ema")
@@ -42,8 +43,7 @@ def extract_state_dict(obj: Any, path: str | os.PathLike) -> dict[str, torch.Ten
         raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors")
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        shown = ", ".join(map(str, list(obj)[:8]))
-        raise WeightsError(f"{path}: no tensors found (top-level keys: {shown or 'none'})")
+        raise WeightsError(f"{path}: no tensors found (top-level keys: {shorten(obj) or 'none'})")
     return tensors
 
 
