@@ -37,7 +37,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=["A", "B", "C"],
         help="A: zero-padding identity, B: projection when the shape changes, C: projection everywhere (paper sec. 3.3)",
     )
-    group.add_argument("--width", type=float, help="multiplier on every stage width")
+    group.add_argument("--width-multiplier", type=float, help="multiplier on every stage width")
     group.add_argument("--drop-path-rate", type=float, help="stochastic depth rate at the last block")
     group.add_argument(
         "--zero-init-residual",
@@ -78,7 +78,14 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("num_classes", "in_channels", "shortcut", "width", "drop_path_rate", "zero_init_residual")
+    keys = (
+        "num_classes",
+        "in_channels",
+        "shortcut",
+        "width_multiplier",
+        "drop_path_rate",
+        "zero_init_residual",
+    )
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 

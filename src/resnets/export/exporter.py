@@ -28,7 +28,7 @@ from resnets.atomic import atomic_write
 from resnets.errors import ExportError, SpecError
 from resnets.models.create import create_model
 from resnets.models.zoo import ZOO, default_input_size
-from resnets.runtime.fold_bn import fuse_bn
+from resnets.runtime.fold_bn import fold_bn as fold_batchnorm
 from resnets.weights.format import WeightsMeta, save_weights
 from resnets.weights.load import find_weights, load_model
 
@@ -136,7 +136,7 @@ def export(
     meta = replace(meta, input_size=height if height == width else [height, width])
     shape = (model.spec.in_channels, height, width)
     dtype = DTYPES[precision]
-    exported = fuse_bn(model) if fold_bn else model
+    exported = fold_batchnorm(model) if fold_bn else model
     exported = _float_copy(exported, dtype)
     batches = VERIFY_DYNAMIC_BATCHES if dynamic_batch else (STATIC_BATCH,)
     generator = torch.Generator().manual_seed(seed)
@@ -209,7 +209,7 @@ def check_options(format: str, *, opset: int | None, fold_bn: bool, precision: s
     if fold_bn and format == "safetensors":
         raise ExportError(
             "--fold-bn changes the module structure, which our safetensors format cannot rebuild; "
-            "fold after loading with resnets.fuse_bn(model)"
+            "fold after loading with resnets.fold_bn(model)"
         )
 
 
@@ -237,7 +237,7 @@ def load_source(
 def meta_for_model(model: nn.Module) -> WeightsMeta:
     """Metadata for a model that came without a weights file: its spec and its zoo facts."""
 
-    name = getattr(model, "model_name", "custom")
+    name = getattr(model, "name", "custom")
     spec = getattr(model, "spec", None)
     info = ZOO.get(name)
     return WeightsMeta(

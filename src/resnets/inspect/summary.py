@@ -93,10 +93,10 @@ def summary(model_or_name: ResNet | str | ResNetSpec, input_size: int | tuple[in
     """Table 1 of the paper for this network at this input size (int or (H, W))."""
     if isinstance(model_or_name, ResNet):
         probe = copy.deepcopy(model_or_name).to("meta")
-        name = getattr(model_or_name, "model_name", "custom")
+        name = model_or_name.name
     elif isinstance(model_or_name, (str, ResNetSpec)):
         probe = create_model(model_or_name, device="meta")
-        name = probe.model_name
+        name = probe.name
     else:
         raise SpecError(f"summary() takes a resnets model, name or spec, not {type(model_or_name).__name__}")
     if input_size is None:
@@ -216,7 +216,7 @@ def _stem_text(spec: ResNetSpec) -> str:
         return f"3x3, {out}"
     if spec.stem == "imagenet":
         return f"7x7, {out}, stride 2"
-    mid = max(1, int(round(spec.stem_width * spec.width)))
+    mid = spec.deep_stem_width
     return f"3x3, {mid}, stride 2; 3x3, {mid}; 3x3, {out}"
 
 

@@ -190,6 +190,7 @@ def _block_kind(text: str, stage: Stage) -> str:
 
 
 def format_block(stage: Stage) -> str:
+    """One stage as Table 1 writes it: "[1x1, 64; 3x3, 64; 1x1, 256] x 3"."""
     parts = [
         f"{c.kernel}x{c.kernel}, {c.filters}" + (f", C={c.groups}" if c.groups > 1 else "")
         for c in stage.convs
@@ -198,7 +199,7 @@ def format_block(stage: Stage) -> str:
 
 
 def spec_stages(spec: ResNetSpec) -> list[Stage]:
-    """The stages of a spec as Table-1 blocks."""
+    """The stages of a spec as Table-1 blocks (after the width multiplier)."""
     stages = []
     for depth, width, inner, out in zip(spec.depths, spec.stage_widths, spec.inner_widths, spec.out_channels):
         if spec.block == "basic":
@@ -207,6 +208,18 @@ def spec_stages(spec: ResNetSpec) -> list[Stage]:
             convs = (Conv(1, inner), Conv(3, inner, spec.groups), Conv(1, out))
         stages.append(Stage(convs, depth))
     return stages
+
+
+def format_stem(spec: ResNetSpec) -> str:
+    """The stem's row in Table-1 notation: "7x7, 64, stride 2" (sec. 3.4), "3x3, 16" (sec. 4.2),
+    or the deep stem's three 3x3 convs (ResNet-C/D, Bag of Tricks sec. 4.1)."""
+    out = spec.stem_channels
+    if spec.stem == "cifar":
+        return f"3x3, {out}"
+    if spec.stem == "imagenet":
+        return f"7x7, {out}, stride 2"
+    mid = spec.deep_stem_width
+    return f"3x3, {mid}, stride 2; 3x3, {mid}; 3x3, {out}"
 
 
 def format_notation(spec: ResNetSpec) -> str:

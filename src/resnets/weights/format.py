@@ -72,7 +72,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike, meta: WeightsMeta | 
     if meta is None:
         spec = getattr(model, "spec", None)
         meta = WeightsMeta(
-            model=getattr(model, "model_name", "custom"),
+            model=getattr(model, "name", "custom"),
             spec=spec.to_dict() if spec is not None else None,
         )
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
