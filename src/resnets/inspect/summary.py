@@ -54,6 +54,7 @@ class StageRow:
         return 2 * self.macs
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able: sizes as lists, downsampling as "1/N"; what `resnets summary --json` prints."""
         return {
             "name": self.name,
             "output_size": list(self.output_size),
@@ -93,6 +94,7 @@ class Summary:
         return 2 * self.macs
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able totals and rows; what `resnets summary --json` prints."""
         return {
             "model": self.model,
             "input_size": list(self.input_size),

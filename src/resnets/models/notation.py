@@ -137,7 +137,9 @@ def parse_notation(text: str) -> list[Stage]:
 def spec_from_notation(text: str) -> ResNetSpec:
     """Build a spec: [3x3,w; 3x3,w] stages give basic blocks, [1x1,w; 3x3,w; 1x1,4w] bottlenecks.
 
-    Four stages get the ImageNet stem, three the CIFAR stem (paper sec. 3.4 and 4.2).
+    Four stages get the ImageNet stem, three the CIFAR stem (paper sec. 3.4 and 4.2). Raises
+    NotationError (column and token) for text that does not parse, SpecError for blocks that
+    mix types or whose widths do not scale as a ResNet's do.
     """
     stages = parse_notation(text)
     kinds = {_block_kind(text, s) for s in stages}
@@ -223,5 +225,6 @@ def format_stem(spec: ResNetSpec) -> str:
 
 
 def format_notation(spec: ResNetSpec) -> str:
-    """The whole network body in Table-1 notation; parse_notation reads it back."""
+    """The whole network body in Table-1 notation (He et al. 2015, Table 1; ResNeXt's "C=" of
+    Xie et al. 2017, Table 1); parse_notation reads it back."""
     return ", ".join(format_block(s) for s in spec_stages(spec))

@@ -63,7 +63,8 @@ class ResNet(nn.Module):
 
     @property
     def min_input_size(self) -> int:
-        """Smaller inputs reach the last stages as 1x1 maps that no longer downsample."""
+        """The smallest H and W in pixels (= spec.total_stride): smaller inputs reach the last
+        stages as 1x1 maps that no longer downsample."""
         return self.spec.total_stride
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:

@@ -26,7 +26,8 @@ class ResNetSpec:
         stage width (the 3x3 filters; a bottleneck outputs 4x this).
     stem: "imagenet" (7x7/2 conv + 3x3/2 max pool, sec. 3.4), "cifar" (one 3x3 conv, sec. 4.2)
         or "deep" (three 3x3 convs then max pool: ResNet-C/D, Bag of Tricks sec. 4.1).
-    stem_width: filters of the deep stem's first two convs (its last conv outputs widths[0]).
+    stem_width: filters of the deep stem's first two convs (its last conv outputs widths[0]);
+        scaled by width_multiplier like the stages.
     shortcut: "A" zero-padding identity, "B" projection only when the shape changes, "C"
         projection everywhere (He et al. 2015, sec. 3.3).
     stride_on: where a bottleneck downsamples — "1x1" as in the paper (v1), or "3x3" as in
@@ -61,6 +62,7 @@ class ResNetSpec:
     zero_init_residual: bool = False
 
     def __post_init__(self) -> None:
+        """Normalise depths/widths to int tuples and refuse inconsistent specs with SpecError."""
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         _check_choice("block", self.block, BLOCKS)
@@ -149,7 +151,9 @@ class ResNetSpec:
         return 1 + per_block * sum(self.depths) + 1
 
     def replace(self, **overrides: Any) -> ResNetSpec:
-        """A copy with `overrides` applied; None values are ignored, so unset CLI flags keep defaults."""
+        """A copy with `overrides` (field names) applied; None values are ignored, so unset CLI
+        flags keep defaults. Raises SpecError for unknown fields (listing the valid ones) and for
+        values the spec refuses."""
         given = {k: v for k, v in overrides.items() if v is not None}
         unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self)})
         if unknown:
