@@ -196,10 +196,7 @@ class PreActBasicBlock(nn.Module):
         shortcut: nn.Module | None,
         drop_path_rate: float = 0.0,
     ) -> None:
-        """Maps (N, in_channels, H, W) to (N, width, H/stride, W/stride); the first 3x3 strides.
-
-        Arguments as for BasicBlock.
-        """
+        """Arguments and shapes as for BasicBlock."""
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = conv3x3(in_channels, width, stride)
@@ -240,12 +237,7 @@ class PreActBottleneck(nn.Module):
         inner_width: int | None = None,
         groups: int = 1,
     ) -> None:
-        """Maps (N, in_channels, H, W) to (N, 4 * width, H/stride, W/stride).
-
-        `stride_on` ("1x1" or "3x3") picks the strided conv; `inner_width` is the filters of the
-        1x1 reduce and the 3x3 (default `width`; wider for wide ResNets and ResNeXt); `groups`
-        is the 3x3's cardinality (ResNeXt, Xie et al. 2017). Other arguments as for BasicBlock.
-        """
+        """Arguments and shapes as for Bottleneck."""
         super().__init__()
         inner = inner_width or width
         self.bn1 = nn.BatchNorm2d(in_channels)
