@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from resnets import create_model, fuse_bn, optimize
+from resnets import create_model, fold_bn, optimize
 from resnets.bench.runner import cpu_name, export_onnx
 
 Candidate = Callable[[], Any]
@@ -65,7 +65,7 @@ def build_candidates(
         log(f"built {name}" + (f" (compiled in {compile_s[name]:.1f} s)" if compiled else ""))
 
     add("torchvision eager", lambda: tv(x))
-    plain = optimize(ours, "infer", "cpu", compile=False, fuse_bn=False, channels_last=False)
+    plain = optimize(ours, "infer", "cpu", compile=False, fold_bn=False, channels_last=False)
     add("ours eager", lambda: plain(x))
     folded = optimize(ours, "infer", "cpu", compile=False, channels_last=False)
     add("+ BN folded into the convs", lambda: folded(x))
@@ -78,7 +78,7 @@ def build_candidates(
         # freezing in the options too: it makes this a different backend for dynamo, whose cache
         # would otherwise hand back the unfrozen graph compiled above for the same architecture.
         frozen = torch.compile(
-            fuse_bn(ours).to(memory_format=torch.channels_last), options={"freezing": True}
+            fold_bn(ours).to(memory_format=torch.channels_last), options={"freezing": True}
         )
 
         def frozen_call() -> torch.Tensor:
@@ -104,12 +104,12 @@ def build_candidates(
         add("onnxruntime (torchvision's ONNX export)", lambda: session.run(None, {name: array}))
     if args.alternatives:
         with torch.no_grad():
-            traced = torch.jit.trace(fuse_bn(ours).to(memory_format=torch.channels_last), x_cl)
+            traced = torch.jit.trace(fold_bn(ours).to(memory_format=torch.channels_last), x_cl)
             script = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
         add("alt: torch.jit.freeze + optimize_for_inference", lambda: script(x_cl))
         from torch.utils import mkldnn
 
-        blocked = mkldnn.to_mkldnn(fuse_bn(ours))
+        blocked = mkldnn.to_mkldnn(fold_bn(ours))
         add(
             "alt: torch.utils.mkldnn blocked layout",
             lambda: blocked.forward_head(blocked.forward_features(x.to_mkldnn()).to_dense()),

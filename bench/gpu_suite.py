@@ -223,7 +223,7 @@ class Suite:
         compile: bool,
         channels_last: bool = True,
         precision: str | None = None,
-        fuse_bn: bool = True,
+        fold_bn: bool = True,
         compile_mode: str | None = None,
     ) -> Callable[[torch.Tensor, torch.Tensor], Callable[[], Any]]:
         precision = precision or self.args.precision
@@ -237,7 +237,7 @@ class Suite:
                 compile=compile,
                 compile_mode=compile_mode,
                 channels_last=channels_last,
-                fuse_bn=fuse_bn,
+                fold_bn=fold_bn,
             )
             self.shared["config"] = fast.config.to_dict()
             xin = x if channels_last else x.contiguous()
@@ -562,15 +562,15 @@ def main(argv: list[str] | None = None) -> int:
             "eager, fp32, NCHW",
             "infer",
             ["ablation"],
-            suite.ours_infer(fuse_bn=False, **fp32_nchw),
+            suite.ours_infer(fold_bn=False, **fp32_nchw),
         )
-        run("abl_infer_1", "+ channels_last", "infer", ["ablation"], suite.ours_infer(fuse_bn=False, **fp32))
+        run("abl_infer_1", "+ channels_last", "infer", ["ablation"], suite.ours_infer(fold_bn=False, **fp32))
         run(
             "abl_infer_2",
             f"+ {args.precision} autocast",
             "infer",
             ["ablation"],
-            suite.ours_infer(compile=False, fuse_bn=False),
+            suite.ours_infer(compile=False, fold_bn=False),
         )
         run(
             "abl_infer_3",

@@ -59,7 +59,7 @@ def test_bench_inference_against_onnxruntime_keeps_stdout_pure_json(run_cli):
     assert [r["name"] for r in data["results"]] == ["ours", "torchvision", "onnxruntime"]
     assert not any(r["error"] for r in data["results"])
     assert data["ratio_vs_onnxruntime"] > 0 and data["ratio_vs_torchvision"] > 0
-    assert data["fast_config"]["fuse_bn"] and data["fast_config"]["mode"] == "infer"
+    assert data["fast_config"]["fold_bn"] and data["fast_config"]["mode"] == "infer"
 
 
 def test_bench_table_shows_throughput_memory_and_ratios(run_cli):

@@ -5,8 +5,17 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from cifar_reference import CifarReferenceResNet
 from resnets import list_models, summary
+from resnets.inspect.explain import format_explanation
+
+
+def reference_params(n: int) -> int:
+    """Parameters of the CIFAR reproduction's 6n+2-layer network (tests/cifar_reference.py)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in CifarReferenceResNet((n, n, n)).parameters())
 
 
 def test_list_json_has_every_model_with_measured_params(run_cli):
@@ -14,8 +23,19 @@ def test_list_json_has_every_model_with_measured_params(run_cli):
     assert code == 0
     rows = {r["name"]: r for r in json.loads(out)}
     assert list(rows) == list_models()
-    assert rows["resnet56"]["params"] == 853_018
+    assert rows["resnet56"]["params"] == reference_params(9)
     assert rows["resnet50"]["family"] == "imagenet" and rows["resnet20"]["input_size"] == 32
+
+
+def test_list_table_has_a_row_per_model_in_human_units(run_cli):
+    code, out, _ = run_cli("list")
+    lines = out.splitlines()
+    assert lines[0].split() == ["name", "family", "variant", "layers", "params", "MACs", "input"]
+    assert len(lines) == 2 + len(list_models())
+    resnet20 = lines[2 + list_models().index("resnet20")].split()
+    macs = summary("resnet20", input_size=32).macs
+    params = f"{reference_params(3) / 1e3:.2f}K"
+    assert resnet20 == ["resnet20", "cifar", "paper", "20", params, f"{macs / 1e6:.2f}M", "32px"]
 
 
 def test_summary_json_has_the_documented_keys_and_matches_the_api(run_cli):
@@ -36,9 +56,28 @@ def test_summary_table_labels_macs_and_flops_and_explains_each_stage(run_cli):
     assert "conv3_x: " in out and "stride 2" in out and "x 2" in out
 
 
+def test_summary_prints_the_api_table_and_explanation(run_cli):
+    table = summary("resnet56")
+    _, out, _ = run_cli("summary", "resnet56")
+    assert out == f"{table}\n"
+    _, out, _ = run_cli("summary", "resnet56", "--explain")
+    assert out == f"{table}\n\n{format_explanation(table)}\n"
+
+
+def test_summary_json_explains_each_stage_only_when_asked(run_cli):
+    _, out, _ = run_cli("summary", "resnet20", "--json")
+    assert all("explain" not in stage for stage in json.loads(out)["stages"])
+    _, out, _ = run_cli("summary", "resnet20", "--json", "--explain")
+    stages = json.loads(out)["stages"]
+    assert [s["name"] for s in stages] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "fc"]
+    assert "option A" in stages[2]["explain"] and "10 class scores" in stages[-1]["explain"]
+
+
 def test_summary_overrides_apply(run_cli):
     _, out, _ = run_cli("summary", "resnet20", "--shortcut", "B", "--json")
-    assert json.loads(out)["params"] > 269_722
+    assert json.loads(out)["params"] > reference_params(3)
+    _, out, _ = run_cli("summary", "resnet20", "--width-multiplier", "2", "--json")
+    assert json.loads(out)["stages"][0]["blocks"] == "3x3, 32"
 
 
 @pytest.mark.parametrize(

@@ -221,7 +221,7 @@ def test_failed_verification_leaves_no_file_and_keeps_an_old_one(weights, tmp_pa
             bad.fc.bias[0] += 0.01
         return bad
 
-    monkeypatch.setattr(export_module, "fuse_bn", broken_fold)
+    monkeypatch.setattr(export_module, "fold_batchnorm", broken_fold)
     out = tmp_path / "model.pt"
     out.write_bytes(b"previous export")
     with pytest.raises(ExportError, match="does not match the eager model"):

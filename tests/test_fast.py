@@ -13,7 +13,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from cifar_reference import randomize_bn_statistics
-from resnets import create_model, fuse_bn, optimize
+from resnets import create_model, fold_bn, optimize
 from resnets.errors import InputError, ResNetsError
 from resnets.train.step import make_optimizer, make_train_step, set_lr
 
@@ -43,7 +43,7 @@ def test_infer_fp32_matches_the_plain_eval_forward(resnet20):
     out = fast(x)
     assert out.dtype == torch.float32 and not out.requires_grad
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
-    assert fast.config.fuse_bn and fast.config.channels_last and not fast.config.compile
+    assert fast.config.fold_bn and fast.config.channels_last and not fast.config.compile
 
 
 def test_infer_leaves_the_callers_model_untouched(resnet20):
@@ -74,8 +74,8 @@ def test_bn_folding_path_equals_the_unfused_path(name):
     torch.manual_seed(0)
     model = randomize_bn(create_model(name))
     x, _ = batch(size=64 if name == "resnet18d" else 32)
-    fused = optimize(model, mode="infer", device="cpu", fuse_bn=True)
-    unfused = optimize(model, mode="infer", device="cpu", fuse_bn=False)
+    fused = optimize(model, mode="infer", device="cpu", fold_bn=True)
+    unfused = optimize(model, mode="infer", device="cpu", fold_bn=False)
     torch.testing.assert_close(fused(x), unfused(x), rtol=1e-4, atol=1e-4)
     bns = sum(isinstance(m, nn.BatchNorm2d) for m in fused.model.modules())
     assert bns < sum(isinstance(m, nn.BatchNorm2d) for m in unfused.model.modules())
@@ -247,10 +247,10 @@ def test_cuda_graph_step_needs_cuda(resnet20):
         make_train_step(resnet20, optimizer, cuda_graph=True)
 
 
-def test_fuse_bn_is_what_optimize_uses(resnet20):
+def test_fold_bn_is_what_optimize_uses(resnet20):
     x, _ = batch()
     fast = optimize(resnet20, mode="infer", device="cpu", channels_last=False)
-    torch.testing.assert_close(fast(x), fuse_bn(resnet20)(x), rtol=0, atol=0)
+    torch.testing.assert_close(fast(x), fold_bn(resnet20)(x), rtol=0, atol=0)
 
 
 def test_fp16_train_step_uses_a_grad_scaler_and_updates_the_weights():

@@ -141,7 +141,7 @@ def test_classifier_loads_a_weights_file_and_a_run_directory_and_runs_the_fast_p
     from_dir = resnets.Classifier(run, device="cpu")
     from_file = resnets.Classifier(run / "model.safetensors", device="cpu")
     assert isinstance(from_dir.model, OptimizedModel)
-    assert from_dir.model.config.fuse_bn and from_dir.model.config.channels_last
+    assert from_dir.model.config.fold_bn and from_dir.model.config.channels_last
     assert from_dir.classes == data.classes
     batch = data.val.images[:16]
     torch.testing.assert_close(from_dir.probabilities(batch), from_file.probabilities(batch))

@@ -88,3 +88,13 @@ def test_format_table_lines_up_columns_and_right_aligns_numbers():
 def test_format_table_refuses_a_row_of_the_wrong_length():
     with pytest.raises(ValueError, match="a row has 1 cells, the header 2"):
         format_table(["a", "b"], [["only one"]])
+
+
+def test_columns_are_as_wide_as_their_widest_cell_and_right_aligned_where_asked():
+    text = format_table(("name", "params"), [("resnet18", "11,689,512"), ("r20", "269,722")], right={1})
+    assert text.splitlines() == [
+        "name          params",
+        "--------  ----------",
+        "resnet18  11,689,512",
+        "r20          269,722",
+    ]

@@ -2,7 +2,7 @@
 
 from resnets.inspect.summary import summary
 from resnets.models import ResNet, ResNetSpec, create_model, list_models
-from resnets.runtime.fold_bn import fuse_bn
+from resnets.runtime.fold_bn import fold_bn
 from resnets.runtime.optimize import optimize
 from resnets.version import __version__
 from resnets.weights import load_weights, save_weights
@@ -13,7 +13,7 @@ __all__ = [
     "ResNet",
     "ResNetSpec",
     "create_model",
-    "fuse_bn",
+    "fold_bn",
     "list_models",
     "load_weights",
     "optimize",

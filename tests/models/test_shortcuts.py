@@ -16,23 +16,25 @@ def n_params(model: nn.Module) -> int:
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet18", "resnet50"])
 def test_options_a_b_c_add_parameters_in_that_order_and_all_train(name):
-    counts = []
-    for option in "ABC":
-        model = create_model(name, shortcut=option)
-        counts.append(n_params(model))
-        x = torch.randn(2, 3, 32, 32)
-        model(x).sum().backward()
-        assert all(p.grad is not None for p in model.parameters())
+    counts = [n_params(create_model(name, shortcut=option, device="meta")) for option in "ABC"]
     assert counts[0] < counts[1] < counts[2]
+    for option in "ABC":  # training needs no full width: 1/8 of it, same shortcuts
+        model = create_model(name, shortcut=option, width_multiplier=1 / 8)
+        model(torch.randn(2, 3, 32, 32)).sum().backward()
+        assert all(p.grad is not None for p in model.parameters())
 
 
 def test_option_a_adds_no_parameters_over_the_plain_net():
-    assert n_params(create_model("resnet20")) == n_params(create_model("plain20"))
-    assert n_params(create_model("resnet18", shortcut="A")) == n_params(create_model("plain18"))
+    assert n_params(create_model("resnet20", device="meta")) == n_params(
+        create_model("plain20", device="meta")
+    )
+    assert n_params(create_model("resnet18", shortcut="A", device="meta")) == n_params(
+        create_model("plain18", device="meta")
+    )
 
 
 def test_option_b_projects_only_where_the_shape_changes():
-    model = create_model("resnet34")
+    model = create_model("resnet34", device="meta")
     projections = [
         name for name, m in model.named_modules() if name.endswith("downsample") and len(list(m.parameters()))
     ]
@@ -40,7 +42,7 @@ def test_option_b_projects_only_where_the_shape_changes():
 
 
 def test_option_c_projects_in_every_block():
-    model = create_model("resnet20", shortcut="C")
+    model = create_model("resnet20", shortcut="C", device="meta")
     blocks = [b for stage in model.stages for b in stage]
     assert all(isinstance(b.downsample, nn.Sequential) for b in blocks)
 
@@ -71,8 +73,9 @@ def count_additions(model: nn.Module) -> int:
     "plain, resnet", [("plain20", "resnet20"), ("plain18", "resnet18"), ("plain110", "resnet110")]
 )
 def test_plain_twins_have_no_residual_additions(plain, resnet):
-    assert count_additions(create_model(plain)) == 0
-    assert count_additions(create_model(resnet)) == sum(create_model(resnet).spec.depths)
+    assert count_additions(create_model(plain, device="meta")) == 0
+    resnet_model = create_model(resnet, device="meta")
+    assert count_additions(resnet_model) == sum(resnet_model.spec.depths)
 
 
 def test_plain_block_output_is_its_last_layer_only_by_hooking():
@@ -93,23 +96,12 @@ def test_plain_block_output_is_its_last_layer_only_by_hooking():
 
 
 def test_zero_init_residual_makes_every_block_start_as_its_shortcut():
-    model = create_model("resnet50", zero_init_residual=True).eval()
+    model = create_model("resnet50", zero_init_residual=True, width_multiplier=1 / 8).eval()
     block = model.layer1[1]
-    x = torch.relu(torch.randn(1, 256, 16, 16))
+    x = torch.relu(torch.randn(1, block.conv1.in_channels, 16, 16))
     with torch.no_grad():
         torch.testing.assert_close(block(x), x)
     preact = create_model("preact_resnet20", zero_init_residual=True).eval()
     x = torch.randn(1, 16, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(preact.layer1[1](x), x)
-
-
-def test_drop_path_rises_linearly_and_only_acts_in_training():
-    model = create_model("resnet20", drop_path_rate=0.2)
-    rates = [b.drop_path.p if hasattr(b.drop_path, "p") else 0.0 for s in model.stages for b in s]
-    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2)
-    assert all(a <= b for a, b in zip(rates, rates[1:]))
-    model.eval()
-    x = torch.randn(4, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(model(x), model(x))

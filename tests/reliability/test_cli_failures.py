@@ -69,7 +69,7 @@ def an_image(folder: Path) -> Path:
 CUDA = torch.cuda.is_available()
 CONTRADICTORY: dict[str, list[list[str]]] = {
     "list": [],  # no paths, no --out, one flag
-    "summary": [["resnet50", "--input-size", "16"], ["resnet20", "--width", "0"]],
+    "summary": [["resnet50", "--input-size", "16"], ["resnet20", "--width-multiplier", "0"]],
     "train": [
         ["--resume", "{run}", "--lr", "0.5"],
         [*TINY, "--precision", "fp16", "--device", "cpu"],

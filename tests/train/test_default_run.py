@@ -109,7 +109,7 @@ def test_eval_runs_the_network_through_the_inference_fast_path(default_run, tmp_
 
     monkeypatch.setattr(resnets.evaluate, "optimize", spy)
     report = evaluate_run(default_run.dir, out=tmp_path, device="cpu")
-    assert [m.config.mode for m in made] == ["infer"] and made[0].config.fuse_bn
+    assert [m.config.mode for m in made] == ["infer"] and made[0].config.fold_bn
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in made[0].modules())  # folded
     assert report["top1"] == default_run.summary["val_top1"]
     assert abs(report["loss"] - default_run.summary["val_loss"]) < 1e-5

@@ -39,7 +39,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=["A", "B", "C"],
         help="A: zero-padding identity, B: projection when the shape changes, C: projection everywhere (paper sec. 3.3)",
     )
-    group.add_argument("--width", type=float, help="multiplier on every stage width")
+    group.add_argument("--width-multiplier", type=float, help="multiplier on every stage width")
     group.add_argument("--drop-path-rate", type=float, help="stochastic depth rate at the last block")
     group.add_argument(
         "--zero-init-residual",

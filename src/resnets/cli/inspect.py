@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from resnets.cli.common import (
     add_model_options,
@@ -11,10 +12,11 @@ from resnets.cli.common import (
     parse_input_size,
     print_json,
 )
-from resnets.inspect.listing import format_listing, model_listing
+from resnets.inspect.explain import explain, format_explanation
+from resnets.inspect.listing import model_listing
 from resnets.inspect.summary import summary
 from resnets.models.create import create_model
-from resnets.models.zoo import default_input_size
+from resnets.text import format_table, human
 from resnets.weights.load import load_weights
 
 
@@ -29,13 +31,30 @@ def add_list(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-
     rows = model_listing()
     if args.json:
         print_json(rows)
     else:
         print(format_listing(rows))
     return 0
+
+
+def format_listing(rows: list[dict[str, Any]]) -> str:
+    """The `resnets list` table: parameters and MACs in human units, the input size in pixels."""
+    header = ("name", "family", "variant", "layers", "params", "MACs", "input")
+    cells = [
+        (
+            r["name"],
+            r["family"],
+            r["variant"],
+            str(r["layers"]),
+            human(r["params"]),
+            human(r["macs"]),
+            f"{r['input_size']}px",
+        )
+        for r in rows
+    ]
+    return format_table(header, cells)
 
 
 # --- resnets summary ------------------------------------------------------------------------
@@ -62,7 +81,11 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
         type=parse_input_size,
         help="input resolution, N or HxW (default: the model's own, 224 for ImageNet nets, 32 for CIFAR)",
     )
-    p.add_argument("--explain", action="store_true", help="add a plain-language line per stage")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="add a plain-language line per stage (with --json: an 'explain' text per stage)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_weights_options(p, "load these weights into the network (checks that they fit)")
     add_model_options(p)
@@ -70,17 +93,23 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-
     if args.weights:
         model = create_model(args.model, **model_overrides(args))
         load_weights(model, args.weights, reset_head=args.reset_head)
     else:
         model = create_model(args.model, device="meta", **model_overrides(args))
-    table = summary(model, input_size=args.input_size or default_input_size(model.spec))
+    table = summary(model, input_size=args.input_size)
     if args.json:
-        print_json({**table.to_dict(), **({"weights": args.weights} if args.weights else {})})
+        data = table.to_dict()
+        if args.explain:
+            for stage, text in zip(data["stages"], explain(table)):
+                stage["explain"] = text
+        print_json({**data, **({"weights": args.weights} if args.weights else {})})
     else:
-        print(table.format_table(explain=args.explain))
+        print(table)
+        if args.explain:
+            print()
+            print(format_explanation(table))
         if args.weights:
             print(f"weights {args.weights}: every tensor fits and is finite")
     return 0

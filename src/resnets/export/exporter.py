@@ -33,7 +33,7 @@ from resnets.errors import ExportError
 from resnets.export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx, onnx_runner, onnx_session
 from resnets.models.zoo import default_input_size
 from resnets.runtime.device import PRECISIONS
-from resnets.runtime.fold_bn import fuse_bn
+from resnets.runtime.fold_bn import fold_bn as fold_batchnorm
 from resnets.text import first_line, size_hw
 from resnets.weights.format import WeightsMeta, meta_for_model, save_weights
 from resnets.weights.load import load_model
@@ -132,7 +132,7 @@ def export(
     meta = replace(meta, input_size=height if height == width else [height, width])
     shape = (model.spec.in_channels, height, width)
     dtype = DTYPES[precision]
-    exported = fuse_bn(model) if fold_bn else model
+    exported = fold_batchnorm(model) if fold_bn else model
     exported = _float_copy(exported, dtype)
     batches = VERIFY_DYNAMIC_BATCHES if dynamic_batch else (STATIC_BATCH,)
     generator = torch.Generator().manual_seed(seed)
@@ -205,7 +205,7 @@ def check_options(format: str, *, opset: int | None, fold_bn: bool, precision: s
     if fold_bn and format == "safetensors":
         raise ExportError(
             "--fold-bn changes the module structure, which our safetensors format cannot rebuild; "
-            "fold after loading with resnets.fuse_bn(model)"
+            "fold after loading with resnets.fold_bn(model)"
         )
 
 

@@ -18,6 +18,7 @@ def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 
 
 
 def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 conv without padding: changes channels (bottleneck reduce/expand, projections)."""
     return nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
 
 
@@ -43,26 +44,31 @@ class ZeroPadShortcut(nn.Module):
         return f"stride={self.stride}, pad=({self.pad_front}, {self.pad_back})"
 
 
-class DropPath(nn.Module):
-    """Stochastic depth (Huang et al. 2016): drop a sample's residual branch with probability p."""
+def make_drop_path(p: float) -> nn.Module:
+    """Stochastic depth (Huang et al. 2016) on a residual branch: in training, each sample's
+    branch output (N, C, H, W) is zeroed with probability `p` and the kept ones scaled by
+    1 / (1 - p), so the expected sum is unchanged; in eval mode it is the identity.
 
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
+    torchvision's `StochasticDepth(p, mode="row")`; an `nn.Identity` when p is 0. Neither holds
+    parameters or buffers, so state_dict keys do not depend on the rate.
+    """
+    if p == 0.0:
+        return nn.Identity()
+    # Imported here so that `import resnets` stays free of torchvision (and PIL) until a network
+    # with stochastic depth is built.
+    from torchvision.ops import StochasticDepth
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+    return StochasticDepth(p, mode="row")
 
 
 def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, avg_down: bool) -> nn.Module:
-    """The shortcut of one block: identity if shapes match (A, B), else padding (A) or projection."""
+    """The shortcut of one block, mapping (N, in_channels, H, W) to (N, out_channels, H/stride, W/stride).
+
+    He et al. 2015, sec. 3.3: option A ("A") is an identity that zero-pads new channels; "B"
+    projects (1x1 conv + BN) only where the shape changes; "C" projects everywhere. `avg_down`
+    (ResNet-D, Bag of Tricks sec. 4.1) averages 2x2 windows before an unstrided projection.
+    Identity when shapes match (A, B). `kind` is validated by ResNetSpec.
+    """
     shape_changes = stride != 1 or in_channels != out_channels
     if kind != "C" and not shape_changes:
         return nn.Identity()
@@ -90,11 +96,13 @@ class BasicBlock(nn.Module):
         width: int,
         stride: int,
         shortcut: nn.Module | None,
-        drop_path: float = 0.0,
-        stride_on: str = "3x3",
-        inner_width: int | None = None,
-        groups: int = 1,
+        drop_path_rate: float = 0.0,
     ) -> None:
+        """Maps (N, in_channels, H, W) to (N, width, H/stride, W/stride); the first 3x3 strides.
+
+        `shortcut` is the block's `downsample` (see `make_shortcut`), None in a plain network;
+        `drop_path_rate` is this block's stochastic-depth probability.
+        """
         super().__init__()
         self.conv1 = conv3x3(in_channels, width, stride)
         self.bn1 = nn.BatchNorm2d(width)
@@ -102,7 +110,7 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(width, width)
         self.bn2 = nn.BatchNorm2d(width)
         self.downsample = shortcut
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -132,11 +140,18 @@ class Bottleneck(nn.Module):
         width: int,
         stride: int,
         shortcut: nn.Module | None,
-        drop_path: float = 0.0,
+        drop_path_rate: float = 0.0,
+        *,
         stride_on: str = "3x3",
         inner_width: int | None = None,
         groups: int = 1,
     ) -> None:
+        """Maps (N, in_channels, H, W) to (N, 4 * width, H/stride, W/stride).
+
+        `stride_on` ("1x1" or "3x3") picks the strided conv; `inner_width` is the filters of the
+        1x1 reduce and the 3x3 (default `width`; wider for wide ResNets and ResNeXt); `groups`
+        is the 3x3's cardinality (ResNeXt, Xie et al. 2017). Other arguments as for BasicBlock.
+        """
         super().__init__()
         inner = inner_width or width
         self.conv1 = conv1x1(in_channels, inner, stride if stride_on == "1x1" else 1)
@@ -147,7 +162,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(width * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = shortcut
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -179,11 +194,9 @@ class PreActBasicBlock(nn.Module):
         width: int,
         stride: int,
         shortcut: nn.Module | None,
-        drop_path: float = 0.0,
-        stride_on: str = "3x3",
-        inner_width: int | None = None,
-        groups: int = 1,
+        drop_path_rate: float = 0.0,
     ) -> None:
+        """Arguments and shapes as for BasicBlock."""
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = conv3x3(in_channels, width, stride)
@@ -191,7 +204,7 @@ class PreActBasicBlock(nn.Module):
         self.conv2 = conv3x3(width, width)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = shortcut
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = torch.relu(self.bn1(x))
@@ -218,11 +231,13 @@ class PreActBottleneck(nn.Module):
         width: int,
         stride: int,
         shortcut: nn.Module | None,
-        drop_path: float = 0.0,
+        drop_path_rate: float = 0.0,
+        *,
         stride_on: str = "3x3",
         inner_width: int | None = None,
         groups: int = 1,
     ) -> None:
+        """Arguments and shapes as for Bottleneck."""
         super().__init__()
         inner = inner_width or width
         self.bn1 = nn.BatchNorm2d(in_channels)
@@ -233,7 +248,7 @@ class PreActBottleneck(nn.Module):
         self.conv3 = conv1x1(inner, width * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = shortcut
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = torch.relu(self.bn1(x))
@@ -256,6 +271,7 @@ def _shortcut_input(shortcut: nn.Module, x: torch.Tensor, pre: torch.Tensor) -> 
 
 
 def block_class(block: str, preact: bool) -> type[nn.Module]:
+    """The block for a spec's `block` ("basic" or "bottleneck") and `preact` (He et al. 2016)."""
     return {
         ("basic", False): BasicBlock,
         ("bottleneck", False): Bottleneck,

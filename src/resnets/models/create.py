@@ -17,20 +17,30 @@ from resnets.models.zoo import ZOO
 
 # The spec fields a user may override on a named network (the CLI's model flags, a training
 # config's model fields); `resolve_spec` takes any field, these are the ones offered.
-MODEL_OVERRIDES = ("num_classes", "in_channels", "shortcut", "width", "drop_path_rate", "zero_init_residual")
+MODEL_OVERRIDES = (
+    "num_classes",
+    "in_channels",
+    "shortcut",
+    "width_multiplier",
+    "drop_path_rate",
+    "zero_init_residual",
+)
 
 _COMPACT = re.compile(r"(?P<block>basic|bottleneck):(?P<depths>\d+(?:-\d+)*)(?::(?P<widths>\d+(?:-\d+)*))?")
 
 
 def list_models() -> list[str]:
-    """Every named network, in the order of the zoo table."""
+    """Every named network, in the order of the zoo table (zoo.py)."""
     return list(ZOO)
 
 
 def resolve_spec(name_or_spec: str | ResNetSpec, **overrides: Any) -> ResNetSpec:
     """The spec for a zoo name, "block:depths[:widths]" or Table-1 notation, with overrides.
 
-    Overrides set to None are ignored, so unset command-line flags keep each model's defaults.
+    Overrides are ResNetSpec fields (e.g. `shortcut="B"`, `num_classes=100`,
+    `width_multiplier=0.5`); those set to None are ignored, so unset command-line flags keep
+    each model's defaults. Raises SpecError (NotationError for bad notation) naming what is
+    wrong and, for an unknown name, the closest known ones.
     """
     if isinstance(name_or_spec, ResNetSpec):
         spec = name_or_spec
@@ -47,18 +57,26 @@ def resolve_spec(name_or_spec: str | ResNetSpec, **overrides: Any) -> ResNetSpec
     return spec.replace(**overrides)
 
 
-def create_model(name_or_spec: str | ResNetSpec, **overrides: Any) -> ResNet:
+def create_model(
+    name_or_spec: str | ResNetSpec,
+    *,
+    name: str | None = None,
+    device: str | torch.device | None = None,
+    **overrides: Any,
+) -> ResNet:
     """Build a ResNet: `create_model("resnet50")`, `create_model("resnet20", shortcut="B")`,
     `create_model("bottleneck:3-4-6-3")` or `create_model("[3x3,16; 3x3,16]x3, ...")`.
 
-    Pass `device="meta"` to build without allocating or initialising weights.
+    `overrides` are ResNetSpec fields (see `resolve_spec`). The model's `name` is the text it
+    was built from (a ResNetSpec gives "custom") unless `name` is given. `device="meta"` builds
+    without allocating or initialising weights: shapes only, instant for any size. Raises
+    SpecError for unknown names, options or invalid values.
     """
-    device = overrides.pop("device", None)
     spec = resolve_spec(name_or_spec, **overrides)
+    if name is None:
+        name = name_or_spec if isinstance(name_or_spec, str) else "custom"
     with torch.device(device) if device is not None else nullcontext():
-        model = ResNet(spec)
-    model.model_name = name_or_spec if isinstance(name_or_spec, str) else "custom"
-    return model
+        return ResNet(spec, name=name)
 
 
 def _spec_from_compact(text: str) -> ResNetSpec:

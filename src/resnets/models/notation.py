@@ -137,7 +137,9 @@ def parse_notation(text: str) -> list[Stage]:
 def spec_from_notation(text: str) -> ResNetSpec:
     """Build a spec: [3x3,w; 3x3,w] stages give basic blocks, [1x1,w; 3x3,w; 1x1,4w] bottlenecks.
 
-    Four stages get the ImageNet stem, three the CIFAR stem (paper sec. 3.4 and 4.2).
+    Four stages get the ImageNet stem, three the CIFAR stem (paper sec. 3.4 and 4.2). Raises
+    NotationError (column and token) for text that does not parse, SpecError for blocks that
+    mix types or whose widths do not scale as a ResNet's do.
     """
     stages = parse_notation(text)
     kinds = {_block_kind(text, s) for s in stages}
@@ -190,6 +192,7 @@ def _block_kind(text: str, stage: Stage) -> str:
 
 
 def format_block(stage: Stage) -> str:
+    """One stage as Table 1 writes it: "[1x1, 64; 3x3, 64; 1x1, 256] x 3"."""
     parts = [
         f"{c.kernel}x{c.kernel}, {c.filters}" + (f", C={c.groups}" if c.groups > 1 else "")
         for c in stage.convs
@@ -198,7 +201,7 @@ def format_block(stage: Stage) -> str:
 
 
 def spec_stages(spec: ResNetSpec) -> list[Stage]:
-    """The stages of a spec as Table-1 blocks."""
+    """The stages of a spec as Table-1 blocks (after the width multiplier)."""
     stages = []
     for depth, width, inner, out in zip(spec.depths, spec.stage_widths, spec.inner_widths, spec.out_channels):
         if spec.block == "basic":
@@ -209,6 +212,19 @@ def spec_stages(spec: ResNetSpec) -> list[Stage]:
     return stages
 
 
+def format_stem(spec: ResNetSpec) -> str:
+    """The stem's row in Table-1 notation: "7x7, 64, stride 2" (sec. 3.4), "3x3, 16" (sec. 4.2),
+    or the deep stem's three 3x3 convs (ResNet-C/D, Bag of Tricks sec. 4.1)."""
+    out = spec.stem_channels
+    if spec.stem == "cifar":
+        return f"3x3, {out}"
+    if spec.stem == "imagenet":
+        return f"7x7, {out}, stride 2"
+    mid = spec.deep_stem_width
+    return f"3x3, {mid}, stride 2; 3x3, {mid}; 3x3, {out}"
+
+
 def format_notation(spec: ResNetSpec) -> str:
-    """The whole network body in Table-1 notation; parse_notation reads it back."""
+    """The whole network body in Table-1 notation (He et al. 2015, Table 1; ResNeXt's "C=" of
+    Xie et al. 2017, Table 1); parse_notation reads it back."""
     return ", ".join(format_block(s) for s in spec_stages(spec))

@@ -19,12 +19,23 @@ from resnets.models.spec import ResNetSpec
 
 
 class ResNet(nn.Module):
+    """The network a ResNetSpec describes (He et al. 2015, sec. 3.4 and Table 1; sec. 4.2 for CIFAR).
+
+    Input (N, spec.in_channels, H, W) with H, W >= spec.total_stride; output logits
+    (N, spec.num_classes). `forward_features` gives the last map (N, num_features, H/32, W/32)
+    (H/4 for the CIFAR stem). Raises InputError for inputs of the wrong rank, channels or size.
+
+    `name` is what the network is called in weights files, exports and summaries: the zoo name
+    or the spec text it was built from ("custom" for a bare spec).
+    """
+
     # The stem's conv and BN (when the stem has them as single layers): see resnets.runtime.fold_bn.
     conv_bn_pairs = (("conv1", "bn1"),)
 
-    def __init__(self, spec: ResNetSpec) -> None:
+    def __init__(self, spec: ResNetSpec, name: str = "custom") -> None:
         super().__init__()
         self.spec = spec
+        self.name = name
         self.conv1, self.bn1, self.relu, self.maxpool = _stem(spec)
         in_channels = spec.stem_channels
         block_index, total_blocks = 0, sum(spec.depths)
@@ -32,7 +43,7 @@ class ResNet(nn.Module):
             blocks = []
             for i in range(depth):
                 stride = spec.stage_strides[stage] if i == 0 else 1
-                blocks.append(self._block(spec, stage, in_channels, stride, block_index, total_blocks))
+                blocks.append(_block(spec, stage, in_channels, stride, block_index, total_blocks))
                 in_channels = spec.out_channels[stage]
                 block_index += 1
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
@@ -45,35 +56,15 @@ class ResNet(nn.Module):
         self.grad_checkpointing = False
         _init_weights(self)
 
-    @staticmethod
-    def _block(
-        spec: ResNetSpec, stage: int, in_channels: int, stride: int, index: int, total: int
-    ) -> nn.Module:
-        out_channels = spec.out_channels[stage]
-        shortcut = (
-            None
-            if spec.plain
-            else make_shortcut(spec.shortcut, in_channels, out_channels, stride, spec.avg_down)
-        )
-        drop_path = spec.drop_path_rate * index / max(total - 1, 1)
-        return block_class(spec.block, spec.preact)(
-            in_channels,
-            spec.stage_widths[stage],
-            stride,
-            shortcut,
-            drop_path=drop_path,
-            stride_on=spec.stride_on,
-            inner_width=spec.inner_widths[stage],
-            groups=spec.groups,
-        )
-
     @property
     def stages(self) -> list[nn.Sequential]:
+        """layer1 ... layerN: the paper's conv2_x ... conv(N+1)_x."""
         return [getattr(self, f"layer{i + 1}") for i in range(len(self.spec.depths))]
 
     @property
     def min_input_size(self) -> int:
-        """Smaller inputs reach the last stages as 1x1 maps that no longer downsample."""
+        """The smallest H and W in pixels (= spec.total_stride): smaller inputs reach the last
+        stages as 1x1 maps that no longer downsample."""
         return self.spec.total_stride
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -104,7 +95,8 @@ class ResNet(nn.Module):
             )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map, before pooling: what detection and feature extraction use."""
+        """The last feature map before pooling, (N, num_features, H', W'): what detection and
+        feature extraction use. H' = H / total_stride for sizes that divide evenly."""
         self.check_input(x)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         checkpointed = self.grad_checkpointing and torch.is_grad_enabled()
@@ -115,11 +107,38 @@ class ResNet(nn.Module):
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pool and fc (sec. 3.4): (N, C, H', W') -> logits (N, num_classes), or the
+        pooled (N, C) features with `pre_logits`."""
         x = torch.flatten(self.avgpool(x), 1)
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, H, W) images -> (N, num_classes) logits (softmax is in the loss)."""
         return self.forward_head(self.forward_features(x))
+
+
+def _block(spec: ResNetSpec, stage: int, in_channels: int, stride: int, index: int, total: int) -> nn.Module:
+    """Block `index` of `total`: its shortcut, its drop-path rate (rising linearly from 0 at the
+    first block to spec.drop_path_rate at the last) and, for bottlenecks, where it strides and
+    how wide and grouped its 3x3 is."""
+    out_channels = spec.out_channels[stage]
+    shortcut = (
+        None if spec.plain else make_shortcut(spec.shortcut, in_channels, out_channels, stride, spec.avg_down)
+    )
+    width, rate = spec.stage_widths[stage], spec.drop_path_rate * index / max(total - 1, 1)
+    block = block_class(spec.block, spec.preact)
+    if spec.block == "basic":
+        return block(in_channels, width, stride, shortcut, rate)
+    return block(
+        in_channels,
+        width,
+        stride,
+        shortcut,
+        rate,
+        stride_on=spec.stride_on,
+        inner_width=spec.inner_widths[stage],
+        groups=spec.groups,
+    )
 
 
 def _checkpointed_blocks(stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -160,7 +179,7 @@ def _stem(spec: ResNetSpec) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]
     elif spec.stem == "imagenet":
         conv = nn.Conv2d(spec.in_channels, out, 7, 2, 3, bias=False)
     else:
-        mid = max(1, int(round(spec.stem_width * spec.width)))
+        mid = spec.deep_stem_width
         conv = nn.Sequential(
             nn.Conv2d(spec.in_channels, mid, 3, 2, 1, bias=False),
             nn.BatchNorm2d(mid),
@@ -193,4 +212,5 @@ def _init_weights(model: ResNet) -> None:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (elements, not bytes), shared ones counted once."""
     return sum(p.numel() for p in model.parameters())

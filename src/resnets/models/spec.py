@@ -26,7 +26,8 @@ class ResNetSpec:
         stage width (the 3x3 filters; a bottleneck outputs 4x this).
     stem: "imagenet" (7x7/2 conv + 3x3/2 max pool, sec. 3.4), "cifar" (one 3x3 conv, sec. 4.2)
         or "deep" (three 3x3 convs then max pool: ResNet-C/D, Bag of Tricks sec. 4.1).
-    stem_width: filters of the deep stem's first two convs (its last conv outputs widths[0]).
+    stem_width: filters of the deep stem's first two convs (its last conv outputs widths[0]);
+        scaled by width_multiplier like the stages.
     shortcut: "A" zero-padding identity, "B" projection only when the shape changes, "C"
         projection everywhere (He et al. 2015, sec. 3.3).
     stride_on: where a bottleneck downsamples — "1x1" as in the paper (v1), or "3x3" as in
@@ -36,7 +37,8 @@ class ResNetSpec:
         wide ResNets of torchvision. Bottleneck inner width = width * width_per_group/64 * groups.
     preact: pre-activation blocks, BN-ReLU before each conv (He et al. 2016).
     plain: no shortcuts at all: the paper's plain baselines (Fig. 3, 4, 6).
-    width: a multiplier on every stage width and the stem.
+    width_multiplier: a multiplier on every stage width and on the stem (rounded, at least 1
+        channel); 1/16 keeps a network's wiring at a fraction of its cost.
     drop_path_rate: stochastic depth, rising linearly to this rate at the last block.
     zero_init_residual: start each residual branch at zero (Goyal et al. 2017).
     """
@@ -55,11 +57,12 @@ class ResNetSpec:
     plain: bool = False
     num_classes: int = 1000
     in_channels: int = 3
-    width: float = 1.0
+    width_multiplier: float = 1.0
     drop_path_rate: float = 0.0
     zero_init_residual: bool = False
 
     def __post_init__(self) -> None:
+        """Normalise depths/widths to int tuples and refuse inconsistent specs with SpecError."""
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         _check_choice("block", self.block, BLOCKS)
@@ -76,12 +79,17 @@ class ResNetSpec:
         for name in ("groups", "width_per_group", "num_classes", "in_channels", "stem_width"):
             if getattr(self, name) < 1:
                 raise SpecError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.width <= 0:
-            raise SpecError(f"width multiplier must be > 0, got {self.width}")
+        if self.width_multiplier <= 0:
+            raise SpecError(f"width_multiplier must be > 0, got {self.width_multiplier}")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise SpecError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.block == "basic" and (self.groups != 1 or self.width_per_group != 64):
             raise SpecError("groups and width_per_group apply to bottleneck blocks only")
+        if min(self.inner_widths) < self.groups:
+            raise SpecError(
+                f"the 3x3 convs would have {self.inner_widths} filters, fewer than {self.groups} "
+                f"groups x 1; raise width_multiplier (now {self.width_multiplier}) or width_per_group"
+            )
         if self.shortcut == "A" and not self.plain:
             outs = [self.stem_channels, *self.out_channels]
             if any(b < a for a, b in zip(outs, outs[1:])):
@@ -96,10 +104,12 @@ class ResNetSpec:
 
     @property
     def stage_widths(self) -> tuple[int, ...]:
-        return tuple(_scale(w, self.width) for w in self.widths)
+        """`widths` times `width_multiplier`: the filters of each stage's basic-block convs."""
+        return tuple(_scale(w, self.width_multiplier) for w in self.widths)
 
     @property
     def out_channels(self) -> tuple[int, ...]:
+        """Channels each stage outputs: stage width x expansion (Table 1's last conv of a block)."""
         return tuple(w * self.expansion for w in self.stage_widths)
 
     @property
@@ -111,7 +121,13 @@ class ResNetSpec:
 
     @property
     def stem_channels(self) -> int:
+        """Channels the stem outputs: the first stage's width (64 in Table 1, 16 in sec. 4.2)."""
         return self.stage_widths[0]
+
+    @property
+    def deep_stem_width(self) -> int:
+        """Filters of the deep stem's first two 3x3 convs (ResNet-C/D), scaled like the stages."""
+        return _scale(self.stem_width, self.width_multiplier)
 
     @property
     def stage_strides(self) -> tuple[int, ...]:
@@ -120,6 +136,7 @@ class ResNetSpec:
 
     @property
     def stem_stride(self) -> int:
+        """Downsampling by the stem: 4 (conv1 stride 2 + max pool stride 2, sec. 3.4), 1 for CIFAR."""
         return 1 if self.stem == "cifar" else 4
 
     @property
@@ -134,7 +151,9 @@ class ResNetSpec:
         return 1 + per_block * sum(self.depths) + 1
 
     def replace(self, **overrides: Any) -> ResNetSpec:
-        """A copy with `overrides` applied; None values are ignored, so unset CLI flags keep defaults."""
+        """A copy with `overrides` (field names) applied; None values are ignored, so unset CLI
+        flags keep defaults. Raises SpecError for unknown fields (listing the valid ones) and for
+        values the spec refuses."""
         given = {k: v for k, v in overrides.items() if v is not None}
         unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self)})
         if unknown:
@@ -143,6 +162,7 @@ class ResNetSpec:
         return dataclasses.replace(self, **given)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (tuples as lists); `from_dict` rebuilds the same spec."""
         data = dataclasses.asdict(self)
         data["depths"] = list(self.depths)
         data["widths"] = list(self.widths)
@@ -150,6 +170,16 @@ class ResNetSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ResNetSpec:
+        """The spec stored in a weights file or config (`to_dict`'s output).
+
+        Files written before the multiplier was named `width_multiplier` store it as "width";
+        both read the same. Raises SpecError for unknown fields, missing ones or bad values.
+        """
+        data = dict(data)
+        if "width" in data:
+            if "width_multiplier" in data:
+                raise SpecError("spec gives both 'width' and 'width_multiplier'; keep 'width_multiplier'")
+            data["width_multiplier"] = data.pop("width")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

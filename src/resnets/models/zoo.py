@@ -20,6 +20,9 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """One named network: its spec, family ("imagenet" or "cifar"), the input size in pixels and
+    the per-channel mean/std (on 0-1 pixel values) it was designed for, and where it comes from."""
+
     name: str
     spec: ResNetSpec
     family: str

@@ -12,15 +12,22 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
-def fuse_bn(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of `model` with every conv->BN pair merged; `model` is left untouched.
+def fold_bn(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` with every conv->BN pair folded into one conv; `model` is
+    left untouched.
+
+    For a conv W, b followed by BN (running mean mu, variance var, gamma, beta, eps), the
+    folded conv is W' = W * gamma / sqrt(var + eps) per output channel and
+    b' = (b - mu) * gamma / sqrt(var + eps) + beta (torch.nn.utils.fusion.fuse_conv_bn_eval).
+    Outputs equal the eval-mode model's to float rounding, for any input shape (N, C, H, W).
 
     Pairs are the `conv_bn_pairs` each block declares, plus consecutive (Conv2d, BatchNorm2d) in
-    any nn.Sequential (projection shortcuts, the deep stem). Pre-activation BNs that follow a
-    sum, not a conv, stay as they are.
+    any nn.Sequential (projection shortcuts, the deep stem). Pre-activation BNs (He et al. 2016)
+    that follow a sum, not a conv, stay as they are. Training-mode statistics are not folded:
+    the copy is in eval mode, so fold a trained model for inference or export only.
     """
-    fused = copy.deepcopy(model).eval()
-    for module in fused.modules():
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
         for conv_name, bn_name in getattr(module, "conv_bn_pairs", ()):
             owner, key = _last_conv(module, conv_name)
             bn = getattr(module, bn_name, None)
@@ -28,8 +35,8 @@ def fuse_bn(model: nn.Module) -> nn.Module:
                 owner._modules[key] = fuse_conv_bn_eval(owner._modules[key], bn)
                 setattr(module, bn_name, nn.Identity())
         if isinstance(module, nn.Sequential):
-            _fuse_sequential(module)
-    return fused
+            _fold_sequential(module)
+    return folded
 
 
 def _last_conv(module: nn.Module, name: str) -> tuple[nn.Module | None, str]:
@@ -42,7 +49,7 @@ def _last_conv(module: nn.Module, name: str) -> tuple[nn.Module | None, str]:
     return None, ""
 
 
-def _fuse_sequential(seq: nn.Sequential) -> None:
+def _fold_sequential(seq: nn.Sequential) -> None:
     names = list(seq._modules)
     for first, second in zip(names, names[1:]):
         conv, bn = seq._modules[first], seq._modules[second]

@@ -20,7 +20,7 @@ from torch import nn
 
 from resnets.errors import ResNetsError
 from resnets.runtime.device import PRECISIONS, autocast, resolve_device
-from resnets.runtime.fold_bn import fuse_bn as fold_bn
+from resnets.runtime.fold_bn import fold_bn as fold_batchnorm
 from resnets.runtime.onednn_graph import ONEDNN_GRAPH, OneDNNGraph, onednn_graph_available
 
 MODES = ("train", "infer")
@@ -37,7 +37,7 @@ class FastConfig:
     device: str
     precision: str
     channels_last: bool
-    fuse_bn: bool
+    fold_bn: bool
     compile: bool
     compile_mode: str | None
     freeze: bool
@@ -108,7 +108,7 @@ def optimize(
     compile: bool | None = None,
     compile_mode: str | None = None,
     channels_last: bool | None = None,
-    fuse_bn: bool | None = None,
+    fold_bn: bool | None = None,
     freeze: bool | None = None,
     checkpoint_activations: bool = False,
 ) -> OptimizedModel:
@@ -125,7 +125,7 @@ def optimize(
                      compile=True for serving and benchmarks
       compile_mode   'reduce-overhead' (CUDA graphs) for CUDA inference; 'default' for training,
                      where `make_train_step` captures the whole step as one CUDA graph instead
-      fuse_bn, freeze  on for inference
+      fold_bn, freeze  on for inference
     fp16 on CUDA wants a GradScaler for training (`make_train_step` adds one); bf16 does not.
     """
     if mode not in MODES:
@@ -143,7 +143,7 @@ def optimize(
         device=str(dev),
         precision=precision,
         channels_last=True if channels_last is None else channels_last,
-        fuse_bn=infer if fuse_bn is None else fuse_bn,
+        fold_bn=infer if fold_bn is None else fold_bn,
         compile=(dev.type == "cuda" or compile_mode is not None) if compile is None else compile,
         compile_mode=None,
         freeze=False,
@@ -159,7 +159,7 @@ def optimize(
         raise ResNetsError("compile mode 'onednn-graph' is for fp32 inference on the CPU")
 
     if infer:
-        model = fold_bn(model) if config.fuse_bn else copy.deepcopy(model).eval()
+        model = fold_batchnorm(model) if config.fold_bn else copy.deepcopy(model).eval()
     else:
         model.train()
     model.to(dev)

@@ -60,7 +60,7 @@ class TrainConfig:
     reset_head: bool = _f(False, "with --weights: a fresh classifier if the file's has another size")
     # model overrides (None keeps the model's own)
     shortcut: str | None = _f(None, "shortcut option A, B or C (paper sec. 3.3)", ("A", "B", "C"))
-    width: float | None = _f(None, "multiplier on every stage width")
+    width_multiplier: float | None = _f(None, "multiplier on every stage width")
     drop_path_rate: float | None = _f(None, "stochastic depth rate at the last block")
     zero_init_residual: bool | None = _f(None, "start every residual branch at zero (last BN gamma = 0)")
     # how long
@@ -204,7 +204,7 @@ class TrainConfig:
         return self
 
     def model_overrides(self) -> dict[str, Any]:
-        keys = ("shortcut", "width", "drop_path_rate", "zero_init_residual")
+        keys = ("shortcut", "width_multiplier", "drop_path_rate", "zero_init_residual")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 

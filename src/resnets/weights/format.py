@@ -74,7 +74,7 @@ def meta_for_model(
     model: nn.Module, name: str | None = None, *, dataset_classes: bool = False
 ) -> WeightsMeta:
     """Metadata for a model that comes without a weights file's: its name (`name`, else the
-    model's `model_name`, else "custom") and spec, and the preprocessing of its family: a CIFAR
+    model's `name`, else "custom") and spec, and the preprocessing of its family: a CIFAR
     stem (sec. 4.2) gets CIFAR-10's mean/std and 32 px; any other ResNet ImageNet's mean/std and
     torchvision's eval transform (resize the shorter side to 256, centre-crop 224; sec. 3.4).
     RGB statistics are left out for inputs with another number of channels.
@@ -85,7 +85,7 @@ def meta_for_model(
     (not a ResNet) gets its name only.
     """
     spec = getattr(model, "spec", None)
-    meta = WeightsMeta(model=name or getattr(model, "model_name", "custom"))
+    meta = WeightsMeta(model=name or getattr(model, "name", "custom"))
     if spec is None:
         return meta
     meta.spec = spec.to_dict()

@@ -104,7 +104,7 @@ def load_model(
     if meta.spec is not None:
         if model is not None and model != meta.model:
             raise WeightsError(f"{weights}: holds a {meta.model}, not a {model}; drop the model name")
-        net = create_model(ResNetSpec.from_dict(meta.spec), **overrides)
+        net = create_model(ResNetSpec.from_dict(meta.spec), name=meta.model, **overrides)
         if overrides:
             if meta.classes is not None and len(meta.classes) != net.spec.num_classes:
                 meta.classes = None  # a new head: the recorded names no longer apply
@@ -118,7 +118,6 @@ def load_model(
         net = create_model(model, **overrides)
         meta = meta_for_model(net, model, dataset_classes=True)
     net.load_state_dict(fit_state_dict(net, tensors, weights, reset_head=reset_head), strict=True)
-    net.model_name = meta.model
     return net.eval().to(device), meta
 
 
