@@ -7,8 +7,8 @@ import pytest
 
 from resnets.cli import main
 from resnets.train import resolve_recipe
-from resnets.train.build import build_optimizer
 from resnets.train.schedule import Schedule
+from resnets.train.step import build_optimizer
 
 
 def test_paper_cifar_is_section_4_2():

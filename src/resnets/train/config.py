@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resnets.errors import ResNetsError
+from resnets.runtime import device as runtime_device
+from resnets.runtime.optimize import COMPILE_MODES
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
-PRECISIONS = ("fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = tuple(runtime_device.PRECISIONS)
+DEVICES = runtime_device.DEVICES
 
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -120,6 +122,13 @@ class TrainConfig:
     device: str = _f("auto", "device", DEVICES)
     precision: str = _f("fp32", "autocast precision (fp16 adds a gradient scaler)", PRECISIONS)
     compile: bool = _f(False, "torch.compile the model")
+    compile_mode: str | None = _f(
+        None, "with --compile: torch.compile's mode (default: torch.compile's default)", COMPILE_MODES
+    )
+    cuda_graph: bool | None = _f(
+        None,
+        "capture the whole training step as one CUDA graph (default: whenever it can be: CUDA, one process, in-memory data, fp32 or bf16, without --skip-nonfinite and --checkpoint-activations)",
+    )
     channels_last: bool | None = _f(None, "channels-last memory format (default: on for CUDA)")
     checkpoint_activations: bool = _f(
         False,
@@ -201,6 +210,8 @@ class TrainConfig:
             raise ResNetsError("pad must be >= 0")
         if self.reset_head and not self.weights:
             raise ResNetsError("reset_head needs weights to start from (--weights PATH)")
+        if self.compile_mode is not None and not self.compile:
+            raise ResNetsError("compile_mode chooses how to compile; it needs compile (--compile)")
         return self
 
     def model_overrides(self) -> dict[str, Any]:

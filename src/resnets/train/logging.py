@@ -65,6 +65,11 @@ def format_row(row: dict[str, Any], epochs: int) -> str:
     return "  ".join(fmt.format(v) for (_, _, fmt), v in zip(TABLE, values))
 
 
+def skipped_text(files: list[str]) -> str:
+    shown = ", ".join(files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
+    return f"skipped {len(files)} unreadable image(s) this epoch: {shown}"
+
+
 def format_duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     h, rest = divmod(seconds, 3600)
@@ -104,12 +109,16 @@ class RunLog:
         )
 
     def epoch(self, row: dict[str, Any], history: Sequence[dict[str, Any]], epochs: int) -> None:
+        """metrics.csv rewritten with `history`; on the console the table row (and the header
+        first) and, on stderr, the unreadable images the epoch skipped."""
         write_metrics_csv(self.run_dir / "metrics.csv", history)
         if self.console:
             if not self._printed_header:
                 print(format_header(), file=self.table_stream, flush=True)
                 self._printed_header = True
             print(format_row(row, epochs), file=self.table_stream, flush=True)
+            if row.get("skipped_files"):
+                print(skipped_text(row["skipped_files"]), file=sys.stderr, flush=True)
         if self.writer is not None:
             for key in (
                 "lr",
