@@ -1,5 +1,6 @@
-"""Issue 5's CPU target: ResNet-50, batch 1, fp32 inference through resnets.optimize, against
-torchvision eager and onnxruntime running torchvision's ONNX export, and what each step buys.
+"""The CPU target of docs/benchmarks.md: ResNet-50, batch 1, fp32 inference through
+resnets.optimize, against torchvision eager and onnxruntime running torchvision's ONNX export,
+and what each step buys.
 
     PYTHONPATH=src python bench/cpu_infer.py --out results/cpu_infer.json
 
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     data: dict[str, Any] = {
-        "suite": "issue 5 CPU inference target",
+        "suite": "cpu_infer",
         "command": " ".join(sys.argv),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "environment": env,
