@@ -30,6 +30,8 @@ COLUMNS = (
     "seconds",
     "skipped",
 )
+# What TensorBoard plots against the step: every number of a row but the counters and timing.
+SCALARS = tuple(c for c in COLUMNS if c not in ("epoch", "step", "seconds", "skipped"))
 # (header, width, format) of the console table; accuracies in percent.
 TABLE = (
     ("epoch", 7, "{:>7}"),
@@ -120,15 +122,7 @@ class RunLog:
             if row.get("skipped_files"):
                 print(skipped_text(row["skipped_files"]), file=sys.stderr, flush=True)
         if self.writer is not None:
-            for key in (
-                "lr",
-                "train_loss",
-                "train_top1",
-                "val_loss",
-                "val_top1",
-                "val_top5",
-                "images_per_second",
-            ):
+            for key in SCALARS:
                 self.writer.add_scalar(key, row[key], row["step"])
             self.writer.flush()
 
