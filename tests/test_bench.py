@@ -173,3 +173,4 @@ def test_bench_runs_as_a_real_command():
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["ours_img_s"] > 0
+    assert "ours:" not in proc.stderr  # stderr is a pipe, not a terminal: no progress bar
