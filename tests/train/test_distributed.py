@@ -2,9 +2,10 @@
 evaluation, resume across world sizes, and the elastic agent's restarts after a worker dies.
 
 Four real runs are shared by the tests (each torchrun start costs seconds on two cores): a
-one-process baseline (in this process), a plain two-process run, the same run with rank 1 killed
-once, and a two-process run (through `resnets train --nproc-per-node`) whose rank 1 dies on every
-attempt.
+one-process baseline (in this process), a plain two-process run (through `resnets train
+--nproc-per-node`), the same run under a torchrun of its own with rank 1 killed once, and a
+two-process run (through `--nproc-per-node` again) whose rank 1 dies on every attempt. The kills
+are injected by tests/fault_child.py.
 """
 
 import json
@@ -81,10 +82,30 @@ def killed_once(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
-    """Two processes, nothing killed: the plain data-parallel run."""
+    """Two processes, nothing killed: the plain data-parallel run, through `resnets train
+    --nproc-per-node 2` (the launcher starts torchrun and prints the finished run's summary)."""
     run_dir = tmp_path_factory.mktemp("two") / "run"
-    proc = torchrun("-m", "resnets", "train", *TINY_ARGS, "--out", str(run_dir))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resnets",
+            "train",
+            *TINY_ARGS,
+            "--out",
+            str(run_dir),
+            "--nproc-per-node",
+            "2",
+        ],
+        env=env_with_src(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # One table (rank 0's worker) and one summary (the launcher's), not one per process.
+    assert proc.stdout.count("  epoch  ") == 1 and proc.stdout.count("run directory:") == 1, proc.stdout
+    assert f"run directory: {run_dir}" in proc.stdout
     return run_dir
 
 

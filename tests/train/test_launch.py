@@ -122,3 +122,16 @@ def test_a_fresh_run_never_overwrites_an_old_one(tmp_path):
     for kwargs in (dict(), dict(nproc_per_node=2)):
         with pytest.raises(ResNetsError, match="already holds a run; use --resume"):
             train(config, tmp_path / "run", **kwargs)
+
+
+def test_a_worker_reports_a_user_error_in_one_line_and_exit_code_2(tmp_path, capsys):
+    """What torchrun starts for --nproc-per-node: the config file in, one line out on failure."""
+    from resnets.train import worker
+
+    record = tmp_path / "launch.json"
+    config = resolve_recipe("default", **{**TINY, "data": str(tmp_path / "no-such-folder")})
+    record.write_text(json.dumps({"config": config.to_dict(), "command": ["resnets", "train"]}))
+    assert worker.main([str(tmp_path / "run"), "--config", str(record)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("resnets train: error: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()

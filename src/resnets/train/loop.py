@@ -124,16 +124,7 @@ def train_loop(
                 state.epoch_sums = ranks.reduce_sums(sums).tolist()
                 run.guard.check()  # a NaN since the last check stops here, naming its step, unsaved
                 if run.main:
-                    save(
-                        run.checkpoint_dir,
-                        config,
-                        state,
-                        run.model,
-                        run.optimizer,
-                        run.scaler,
-                        run.ema,
-                        mid_epoch=True,
-                    )
+                    checkpoint(run, state, mid_epoch=True)
             bar.update(1)
             if time.perf_counter() - last_shown > 0.5:
                 last_shown = time.perf_counter()
@@ -179,7 +170,7 @@ def train_loop(
                 or state.epoch % config.checkpoint_every == 0
                 or state.epoch == stop_after_epoch
             ):
-                save(run.checkpoint_dir, config, state, run.model, run.optimizer, run.scaler, run.ema)
+                checkpoint(run, state)
         if stop_after_epoch is not None and state.epoch >= stop_after_epoch and state.epoch < run.epochs:
             return {"run_dir": str(run.run_dir), "epochs": state.epoch, "stopped": True}
 
@@ -197,6 +188,11 @@ def groups_of(items: Iterable[T], n: int) -> Iterator[list[T]]:
     it = iter(items)
     while group := list(itertools.islice(it, n)):
         yield group
+
+
+def checkpoint(run: Run, state: TrainState, *, mid_epoch: bool = False) -> None:
+    """Save everything a resume needs into the run's checkpoint folder (rank 0 calls this)."""
+    save(run.checkpoint_dir, run.config, state, run.model, run.optimizer, run.scaler, run.ema, mid_epoch)
 
 
 def evaluate_model(run: Run, loader) -> Evaluation:

@@ -50,6 +50,10 @@ class TrainState:
 
 
 def save(folder: Path, config, state: TrainState, model, optimizer, scaler, ema, mid_epoch=False) -> None:
+    """Write a checkpoint of the run into `folder` (checkpoint.save_checkpoint: atomic, committed
+    by latest.json, refused if any tensor is not finite): model, EMA, optimizer state, torch's and
+    CUDA's RNG states as tensors; progress, optimizer settings, scaler, Python's RNG and config as
+    JSON."""
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
