@@ -35,6 +35,7 @@ def test_a_gpu_run_on_in_memory_data_at_fp32_or_bf16_is_captured():
         (dict(config=TrainConfig(precision="fp16")), "grad scaler"),
         (dict(config=TrainConfig(skip_nonfinite=True)), "--skip-nonfinite"),
         (dict(config=TrainConfig(checkpoint_activations=True)), "activation checkpointing"),
+        (dict(config=TrainConfig(compile=True, compile_mode="reduce-overhead")), "CUDA graphs of its own"),
     ],
 )
 def test_each_thing_a_graph_cannot_replay_keeps_the_step_eager_and_says_why(change, reason):

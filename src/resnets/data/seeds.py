@@ -15,8 +15,8 @@ _SEEDS = 2**64  # torch.manual_seed takes 64-bit seeds
 def mix_seed(seed: int, *parts: int) -> int:
     """`seed` followed by `parts`, folded as h -> h * 1_000_003 + part, modulo 2**64.
 
-    Distinct tuples below 1_000_003 give distinct seeds (before the modulo), and the result is
-    always a valid `torch.manual_seed` argument whatever the number of parts.
+    Tuples of the same length whose parts are below 1_000_003 give distinct seeds (before the
+    modulo), and the result is a valid `torch.manual_seed` argument whatever the number of parts.
     """
     value = seed
     for part in parts:

@@ -127,7 +127,7 @@ class TrainConfig:
     )
     cuda_graph: bool | None = _f(
         None,
-        "capture the whole training step as one CUDA graph (default: whenever it can be: CUDA, one process, in-memory data, fp32 or bf16, without --skip-nonfinite and --checkpoint-activations)",
+        "capture the whole training step as one CUDA graph (default: whenever it can be: CUDA, one process, in-memory data, fp32 or bf16, without --skip-nonfinite, --checkpoint-activations or a compile mode with CUDA graphs of its own)",
     )
     channels_last: bool | None = _f(None, "channels-last memory format (default: on for CUDA)")
     checkpoint_activations: bool = _f(

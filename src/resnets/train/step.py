@@ -101,7 +101,9 @@ def build_ema(model: nn.Module, config: TrainConfig) -> AveragedModel | None:
 def build_mixing(
     config: TrainConfig, num_classes: int
 ) -> Callable[[torch.Tensor, torch.Tensor], Batch] | None:
-    """torchvision's MixUp and/or CutMix on whole batches (one of the two per batch when both)."""
+    """torchvision's MixUp and/or CutMix on whole batches (one of the two per batch when both):
+    images (N, C, H, W) and class indices (N,) in, mixed images and class probabilities
+    (N, num_classes) out (Zhang et al. 2018; Yun et al. 2019). None when both alphas are 0."""
     from torchvision.transforms import v2
 
     mixes = []
@@ -140,6 +142,8 @@ def cuda_graph_blocker(
         return (
             "activation checkpointing recomputes blocks with saved RNG states, outside what a graph replays"
         )
+    if config.compile and config.compile_mode in ("reduce-overhead", "max-autotune"):
+        return f"compile mode {config.compile_mode!r} records CUDA graphs of its own, which cannot be captured inside another"
     return None
 
 

@@ -25,6 +25,7 @@ EXIT_USAGE = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one worker's share of the run; the process exit code (0, 2 for a user error, 130)."""
     parser = argparse.ArgumentParser(prog="python -m resnets.train.worker", description=__doc__)
     parser.add_argument("run_dir")
     source = parser.add_mutually_exclusive_group(required=True)
