@@ -27,7 +27,7 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def train_step(model, **config) -> TrainStep:
     """The step `resnets train` runs, built as train builds it, on the CPU (10 classes)."""
-    settings = TrainConfig(model="resnet20", lr=0.1, **config)
+    settings = TrainConfig(**{"model": "resnet20", "lr": 0.1, **config})
     return build_step(settings, model, torch.device("cpu"), num_classes=10, in_memory=True)
 
 

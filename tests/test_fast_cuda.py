@@ -29,7 +29,7 @@ def batches(n_steps, n=8, device="cuda"):
 
 def cuda_step(model, **config):
     """The step `resnets train` runs on a GPU with in-memory data, built as train builds it."""
-    settings = TrainConfig(model="resnet20", device="cuda", lr=0.1, **config)
+    settings = TrainConfig(**{"model": "resnet20", "device": "cuda", "lr": 0.1, **config})
     return build_step(settings, model, torch.device("cuda"), num_classes=10, in_memory=True)
 
 
