@@ -1,5 +1,5 @@
-"""Issue 5's CIFAR target: the paper's whole ResNet-56 schedule in <= 120 s on one H100
-(ResNet-20 in <= 45 s), and >= 3x faster per step than a plain eager PyTorch loop fed by a
+"""The CIFAR target of docs/benchmarks.md: the paper's whole ResNet-56 schedule in <= 120 s on one
+H100 (ResNet-20 in <= 45 s), and >= 3x faster per step than a plain eager PyTorch loop fed by a
 CPU DataLoader on the same GPU.
 
     PYTHONPATH=src python bench/cifar_schedule.py --out results/cifar.json
@@ -10,11 +10,13 @@ The schedule is He et al. 2015, sec. 4.2: batch 128, SGD with momentum 0.9 and w
 (50,000 uint8 images, 10 classes) stands in for CIFAR-10: the cost per step is the same.
 
 Ours: the images live on the GPU, resnets.data.augment crops and flips each batch there with
-batched ops, and the model runs through resnets.optimize (channels-last, bf16, torch.compile)
-with fused SGD; the whole step (forward, backward, update) is one CUDA graph replay
-(resnets.train.step.make_train_step). The baseline: the same network in fp32, eager, fed by a
-torch DataLoader whose workers apply torchvision transforms per sample. A third row, the
-eager loop fed from the GPU-resident data, separates the data path's share from the model's.
+batched ops, and each step is the one `resnets train` runs, built by its builder
+(resnets.train.step.build_step) from a TrainConfig: resnets.optimize's forward (channels-last,
+bf16, torch.compile), fused SGD with the learning rate in a device tensor, the loss guard, and
+the whole step (forward, backward, update) as one CUDA graph replay. The baseline: the same
+network in fp32, eager, fed by a torch DataLoader whose workers apply torchvision transforms per
+sample. A third row, the eager loop fed from the GPU-resident data, separates the data path's
+share from the model's.
 
 The run is wall-clock: the time to the first captured step (compilation, warm-up, capture) is
 reported apart from the steady state. If a run would overrun --budget-s it stops early and
@@ -34,10 +36,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from resnets import create_model, optimize
+from resnets import create_model
 from resnets.data.augment import random_crop_flip
 from resnets.models.zoo import CIFAR10_MEAN, CIFAR10_STD
-from resnets.train.step import make_optimizer, make_train_step, set_lr
+from resnets.train.config import TrainConfig
+from resnets.train.step import GRAPH_WARMUP, build_step, set_lr
 
 TARGET_S = {"resnet20": 45.0, "resnet56": 120.0}
 TRAIN_IMAGES = 50_000
@@ -91,10 +94,17 @@ def run_schedule(name: str, args: argparse.Namespace, deadline: float) -> dict[s
     device = torch.device(args.device)
     images, labels = synthetic_cifar(device)
     data = GpuBatches(images, labels, args.batch_size)
-    fast = optimize(create_model(name), mode="train", device=device, precision=args.precision)
-    optimizer = make_optimizer(fast.parameters(), lr=paper_lr(0), device=device, tensor_lr=True)
-    step = make_train_step(fast, optimizer, precision=args.precision)
-    warmup = 3  # make_train_step's eager steps; the 4th call captures the graph
+    config = TrainConfig(  # He et al. 2015, sec. 4.2: SGD, momentum 0.9, weight decay 1e-4
+        model=name,
+        device=str(device),
+        batch_size=args.batch_size,
+        lr=paper_lr(0),
+        precision=args.precision,
+        compile=device.type == "cuda",
+    )
+    step = build_step(config, create_model(name), device, num_classes=10, in_memory=True)
+    optimizer = step.optimizer
+    warmup = GRAPH_WARMUP  # eager steps; the next call captures the graph (on CUDA)
     losses: dict[int, float] = {}
     sync(device)
     start = time.perf_counter()
@@ -107,14 +117,14 @@ def run_schedule(name: str, args: argparse.Namespace, deadline: float) -> dict[s
             lr = paper_lr(it)
             set_lr(optimizer, lr)
         x, y = data.batch(it)
-        loss = step(x, y)
+        stats = step([(x, y)], it + 1).stats  # loss sum, correct, images: on the device
         it += 1
         if it == warmup + 1:
             sync(device)
             steady_start, steady_from = time.perf_counter(), it
             log(f"{name}: compiled, warmed up and captured in {steady_start - start:.1f} s")
         if it % args.log_every == 0 or it == args.iterations:
-            losses[it] = loss.item()  # the only host syncs: one per log_every steps
+            losses[it] = (stats[0] / stats[2]).item()  # the only host syncs: one per log_every steps
             now = time.perf_counter()
             log(f"{name}: iteration {it:>6}, loss {losses[it]:.4f}, lr {lr:g}, {now - start:.1f} s")
             if steady_start is not None and it > steady_from:
@@ -141,13 +151,9 @@ def run_schedule(name: str, args: argparse.Namespace, deadline: float) -> dict[s
         "steady_wall_s_for_schedule": full_steady_s,
         "losses": losses,
         "target_s": TARGET_S.get(name),
-        "config": {
-            **fast.config.to_dict(),
-            "cuda_graph_step": device.type == "cuda",
-            "optimizer": "SGD(fused=True)",
-        },
+        "config": step.describe(),
     }
-    del step, optimizer, fast, data, images, labels
+    del step, optimizer, data, images, labels
     torch._dynamo.reset()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -324,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     data: dict[str, Any] = {
-        "suite": "issue 5 CIFAR schedule",
+        "suite": "cifar_schedule",
         "command": " ".join(sys.argv),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "environment": {

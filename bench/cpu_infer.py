@@ -1,5 +1,6 @@
-"""Issue 5's CPU target: ResNet-50, batch 1, fp32 inference through resnets.optimize, against
-torchvision eager and onnxruntime running torchvision's ONNX export, and what each step buys.
+"""The CPU target of docs/benchmarks.md: ResNet-50, batch 1, fp32 inference through
+resnets.optimize, against torchvision eager and onnxruntime running torchvision's ONNX export,
+and what each step buys.
 
     PYTHONPATH=src python bench/cpu_infer.py --out results/cpu_infer.json
 
@@ -25,7 +26,8 @@ from typing import Any
 import torch
 
 from resnets import create_model, fold_bn, optimize
-from resnets.bench.runner import cpu_name, export_onnx
+from resnets.bench.runner import cpu_name
+from resnets.export.onnx import export_onnx, onnx_session
 
 Candidate = Callable[[], Any]
 
@@ -92,14 +94,10 @@ def build_candidates(
         fast = optimize(ours, "infer", "cpu", compile=True)
         add("oneDNN Graph instead = ours: optimize(compile=True)", lambda: fast(x_cl), compiled=True)
     if not args.no_onnxruntime:
-        import onnxruntime as ort
-
         workdir = tempfile.mkdtemp(prefix="resnets-cpu-infer-")
         path = os.path.join(workdir, f"{args.model}.onnx")
         export_onnx(tv, x, path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        session = onnx_session(path)
         name, array = session.get_inputs()[0].name, x.numpy()
         add("onnxruntime (torchvision's ONNX export)", lambda: session.run(None, {name: array}))
     if args.alternatives:
@@ -219,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     data: dict[str, Any] = {
-        "suite": "issue 5 CPU inference target",
+        "suite": "cpu_infer",
         "command": " ".join(sys.argv),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "environment": env,

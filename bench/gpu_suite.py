@@ -1,4 +1,4 @@
-"""Issue 5's GPU table in one command: ResNet-50, 224 px, batch 256, bf16, SGD, one GPU.
+"""The GPU table of docs/benchmarks.md in one command: ResNet-50, 224 px, batch 256, bf16, SGD, one GPU.
 
     PYTHONPATH=src python bench/gpu_suite.py --out results/gpu_suite.json
 
@@ -6,7 +6,9 @@ Measures, in one process with one loop (resnets.bench): training and inference i
 torchvision eager, torchvision + torch.compile and ours; our fraction of the paper-FLOP
 ceiling; peak training memory, ours vs torchvision, and the batch that activation
 checkpointing fits in torchvision's memory; and what each optimization buys (an ablation from
-plain eager fp32 to ours). Writes JSON (--out, or $RESNETS_BENCH_OUT) after every row, so a run
+plain eager fp32 to ours). "Ours" in training is the step `resnets train` runs, built by its own
+builder (resnets.train.step.build_step) from a TrainConfig; the first ablation rows run the plain
+PyTorch step on our model. Writes JSON (--out, or $RESNETS_BENCH_OUT) after every row, so a run
 cut short keeps what it measured, and prints a markdown table at the end.
 
 Rows run most-important first and each is independent: a failing row logs its traceback and
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import subprocess
@@ -31,7 +34,6 @@ import torch
 
 from resnets import create_model, optimize, summary
 from resnets.bench.runner import (
-    GRAPH_WARMUP,
     BenchSettings,
     build_torchvision,
     eager_train_step,
@@ -39,7 +41,8 @@ from resnets.bench.runner import (
     paper_sgd,
     synthetic_batch,
 )
-from resnets.train.step import CudaGraphStep, make_optimizer, make_train_step
+from resnets.train.config import TrainConfig
+from resnets.train.step import GRAPH_WARMUP, build_step
 
 # Dense bf16 tensor-core peaks from NVIDIA's data sheets (no sparsity), TFLOP/s.
 PEAK_BF16_TFLOPS = {
@@ -172,47 +175,63 @@ class Suite:
         compile: bool,
         channels_last: bool = True,
         precision: str | None = None,
-        fused: bool = True,
         graph: bool = False,
         checkpoint: bool = False,
         compile_mode: str | None = None,
         share: str = "",
     ) -> Callable[[torch.Tensor, torch.Tensor], Callable[[], Any]]:
-        """Our training step with the named optimizations on; `share` reuses (or keeps) the
-        compiled model and optimizer under that name, so the CUDA-graph row costs no compile."""
+        """The step `resnets train` runs, built by its builder from a TrainConfig with these options
+        (`graph`: capture it as one CUDA graph wherever train would); `share` reuses (or keeps) the
+        compiled forward under that name, so the CUDA-graph row costs no compile."""
         precision = precision or self.args.precision
-        graph = graph and precision != "fp16"  # a GradScaler's overflow check cannot be captured
 
         def build(x: torch.Tensor, y: torch.Tensor) -> Callable[[], Any]:
             if not channels_last:
                 x = x.contiguous()  # an NCHW input, or the convs would pick channels-last anyway
-            if share and share in self.shared:
-                step, config = self.shared[share]
-            else:
-                fast = optimize(
-                    create_model(self.args.model),
-                    mode="train",
-                    device=self.device,
-                    precision=precision,
-                    compile=compile,
-                    compile_mode=compile_mode,
-                    channels_last=channels_last,
-                    checkpoint_activations=checkpoint,
-                )
-                if fused:
-                    optimizer = make_optimizer(
-                        fast.parameters(), lr=0.1, device=self.device, tensor_lr=graph or bool(share)
-                    )
-                    step = make_train_step(fast, optimizer, precision=precision, cuda_graph=False)
-                else:
-                    step = eager_train_step(fast, paper_sgd(fast, 0.1), precision, self.device)
-                config = {**fast.config.to_dict(), "fused_sgd": fused}
-                if share:
-                    self.shared[share] = (step, config)
-            if graph and self.device.type == "cuda":
-                step = CudaGraphStep(step, warmup=GRAPH_WARMUP)
-                config = {**config, "cuda_graph_step": True}
-            self.shared["config"] = config
+            config = TrainConfig(
+                model=self.args.model,
+                device=str(self.device),
+                batch_size=len(x),
+                lr=0.1,
+                precision=precision,
+                compile=compile,
+                compile_mode=compile_mode if compile else None,
+                channels_last=channels_last,
+                checkpoint_activations=checkpoint,
+                cuda_graph=None if graph else False,
+            )
+            forward = self.shared.get(share) if share else None
+            model = forward.model if forward is not None else create_model(self.args.model)
+            step = build_step(
+                config, model, self.device, num_classes=self.num_classes, in_memory=True, forward=forward
+            )
+            if share:
+                self.shared[share] = step.forward
+            self.shared["config"] = step.describe()
+            batch, number = [(x, y)], itertools.count(1)
+            return lambda: step(batch, next(number))
+
+        return build
+
+    def plain_train(
+        self, *, channels_last: bool = True, precision: str | None = None
+    ) -> Callable[[torch.Tensor, torch.Tensor], Callable[[], Any]]:
+        """The plain PyTorch step (the peers' step: foreach SGD, no guard) on our eager model."""
+        precision = precision or self.args.precision
+
+        def build(x: torch.Tensor, y: torch.Tensor) -> Callable[[], Any]:
+            if not channels_last:
+                x = x.contiguous()
+            fast = optimize(
+                create_model(self.args.model),
+                mode="train",
+                device=self.device,
+                precision=precision,
+                compile=False,
+                channels_last=channels_last,
+            )
+            step = eager_train_step(fast, paper_sgd(fast, 0.1), precision, self.device)
+            self.shared["config"] = {**fast.config.to_dict(), "optimizer": "SGD(foreach)"}
             return lambda: step(x, y)
 
         return build
@@ -264,7 +283,7 @@ class Suite:
     def to_dict(self) -> dict[str, Any]:
         a = self.args
         return {
-            "suite": "issue 5 GPU table",
+            "suite": "gpu_suite",
             "command": " ".join(sys.argv),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "environment": self.env,
@@ -478,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     main_rows, ablation = "main" in sections, "ablation" in sections
     both = ["main", "ablation"]
     run = suite.run
-    # Most important first: the issue's table, then memory, then the cheap eager ablation rows,
+    # Most important first: the main table, then memory, then the cheap eager ablation rows,
     # then what costs another compile.
     if main_rows:
         run("tv_eager_train", "torchvision eager", "train", ["main"], suite.torchvision("train"))
@@ -543,20 +562,20 @@ def main(argv: list[str] | None = None) -> int:
         fp32 = dict(compile=False, precision="fp32")
         run(
             "abl_train_0",
-            "eager, fp32, NCHW, SGD (foreach)",
+            "eager, fp32, NCHW, plain step, SGD (foreach)",
             "train",
             ["ablation"],
-            suite.ours_train(fused=False, **fp32_nchw),
+            suite.plain_train(channels_last=False, precision="fp32"),
         )
-        run("abl_train_1", "+ channels_last", "train", ["ablation"], suite.ours_train(fused=False, **fp32))
+        run("abl_train_1", "+ channels_last", "train", ["ablation"], suite.plain_train(precision="fp32"))
+        run("abl_train_2", f"+ {args.precision} autocast", "train", ["ablation"], suite.plain_train())
         run(
-            "abl_train_2",
-            f"+ {args.precision} autocast",
+            "abl_train_3",
+            "+ train's step (fused SGD, loss guard, device-side statistics)",
             "train",
             ["ablation"],
-            suite.ours_train(compile=False, fused=False),
+            suite.ours_train(compile=False),
         )
-        run("abl_train_3", "+ fused SGD", "train", ["ablation"], suite.ours_train(compile=False))
         run(
             "abl_infer_0",
             "eager, fp32, NCHW",
@@ -582,10 +601,10 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" in sections:
         run(
             "ours_ckpt_2x",
-            "ours + activation checkpointing, 2x batch",
+            "ours compiled + activation checkpointing (not captured as a graph), 2x batch",
             "train",
             ["memory"],
-            suite.ours_train(compile=True, graph=True, checkpoint=True),
+            suite.ours_train(compile=True, checkpoint=True),
             batch=2 * args.batch_size,
             compiles=True,
         )

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from resnets.bench.runner import BenchSettings, time_steps
+from resnets.cli.bench import peer_names, steps_total
+from resnets.train.step import TrainStep
 
 TINY = ["--input-size", "32", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--repeats", "1"]
 
@@ -110,9 +112,47 @@ def test_warmup_steps_run_but_are_not_timed():
     assert len(calls) == 4 + 6 and ms >= 0 and first >= 0
 
 
-def test_settings_default_to_the_issues_setting():
+def test_settings_default_to_resnet50_with_30_timed_steps_after_10_warm_up():
     s = BenchSettings()
     assert (s.model, s.steps, s.warmup) == ("resnet50", 30, 10)
+
+
+def test_progress_bar_length_counts_warm_up_and_whole_chunks_and_peers_parse():
+    assert steps_total(BenchSettings(steps=30, warmup=10, repeats=4)) == 10 + 4 * 7
+    assert (
+        peer_names(" torchvision, ,onnxruntime ") == ("torchvision", "onnxruntime") and peer_names("") == ()
+    )
+
+
+def test_bench_times_the_step_train_runs_built_by_the_same_builder(tmp_path, monkeypatch, run_cli):
+    """The spy sits on the step class: every TrainStep is built by build_step (the one builder
+    train and bench share), and both `resnets bench --mode train` and `resnets train` call one."""
+    built, calls = [], []
+    real_init, real_call = TrainStep.__init__, TrainStep.__call__
+
+    def init(self, *args, **kwargs):
+        built.append(sys._getframe(1).f_code.co_name)  # the function that constructed it
+        real_init(self, *args, **kwargs)
+
+    def call(self, micro_batches, step):
+        calls.append(self)
+        return real_call(self, micro_batches, step)
+
+    monkeypatch.setattr(TrainStep, "__init__", init)
+    monkeypatch.setattr(TrainStep, "__call__", call)
+    code, out, _ = run_cli("bench", "--model", "basic:1-1-1:4-8-16", "--device", "cpu", "--json", *TINY)
+    assert code == 0 and built == ["build_step"]
+    timed = set(calls)
+    assert len(timed) == 1 and len(calls) == 1 + 2  # warm-up and timed steps: all of them that step
+    assert json.loads(out)["fast_config"]["optimizer"] == "SGD(fused=True)"
+    train = [
+        "train", "--model", "basic:1-1-1:4-8-16", "--data", "synthetic", "--synthetic-count", "40",
+        "--synthetic-classes", "4", "--input-size", "32", "--batch-size", "8", "--epochs", "1",
+        "--out", str(tmp_path / "run"),
+    ]  # fmt: skip
+    assert run_cli(*train).code == 0
+    assert built == ["build_step", "build_step"]
+    assert len(set(calls) - timed) == 1 and len(calls) == 3 + 4  # 32 training images, 8 per step
 
 
 def test_bench_runs_as_a_real_command():
@@ -125,3 +165,4 @@ def test_bench_runs_as_a_real_command():
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["ours_img_s"] > 0
+    assert "ours:" not in proc.stderr  # stderr is a pipe, not a terminal: no progress bar

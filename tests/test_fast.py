@@ -1,4 +1,5 @@
-"""resnets.optimize changes speed, never results: each fast path against the plain model.
+"""resnets.optimize and the training step change speed, never results: each fast path against
+the plain model.
 
 The oracle is the same network run the plain PyTorch way (eval forward; an SGD step written
 out by hand with torch.optim.SGD), with identical weights.
@@ -15,12 +16,19 @@ from torch.profiler import ProfilerActivity, profile
 from cifar_reference import randomize_bn_statistics
 from resnets import create_model, fold_bn, optimize
 from resnets.errors import InputError, ResNetsError
-from resnets.train.step import make_optimizer, make_train_step, set_lr
+from resnets.train.config import TrainConfig
+from resnets.train.step import TrainStep, build_optimizer, build_step, set_lr
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Fresh BNs are identities; give them statistics so folding has something to get wrong."""
     return randomize_bn_statistics(model, seed).train()
+
+
+def train_step(model, **config) -> TrainStep:
+    """The step `resnets train` runs, built as train builds it, on the CPU (10 classes)."""
+    settings = TrainConfig(**{"model": "resnet20", "lr": 0.1, **config})
+    return build_step(settings, model, torch.device("cpu"), num_classes=10, in_memory=True)
 
 
 @pytest.fixture
@@ -102,15 +110,50 @@ def test_train_steps_match_a_plain_sgd_loop(resnet20, checkpoint_activations):
     reference = copy.deepcopy(resnet20)
     expected = plain_sgd_steps(reference, batches)
 
-    fast = optimize(resnet20, mode="train", device="cpu", checkpoint_activations=checkpoint_activations)
-    optimizer = make_optimizer(fast.parameters(), lr=0.1)
-    step = make_train_step(fast, optimizer)
-    losses = [step(x, y).item() for x, y in batches]
+    step = train_step(resnet20, checkpoint_activations=checkpoint_activations)
+    results = [step([(x, y)], i + 1) for i, (x, y) in enumerate(batches)]
 
-    assert losses == pytest.approx(expected, rel=1e-5)
+    assert all(r.applied for r in results)
+    assert [r.stats[0].item() / len(x) for r, (x, _) in zip(results, batches)] == pytest.approx(
+        expected, rel=1e-5
+    )
+    assert [r.stats[2].item() for r in results] == [len(x) for x, _ in batches]
     ours, theirs = resnet20.state_dict(), reference.state_dict()
     for key in theirs:  # parameters and BN running statistics (counted once per batch)
         torch.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_accumulated_micro_batches_step_like_one_batch_and_count_what_they_saw(resnet20):
+    """Two micro-batches of 4 (accum_steps=2) against one plain step on the 8 images: the same
+    update and the same loss and correct count (BN in eval mode on both, so that batch statistics
+    over 4 or 8 images do not differ)."""
+    (x, y) = batch(n=8, seed=3)
+    reference = copy.deepcopy(resnet20).eval()
+    with torch.no_grad():
+        correct = (reference(x).argmax(1) == y).sum().item()
+    expected = plain_sgd_steps(reference, [(x, y)])
+    step = train_step(resnet20, accum_steps=2)
+    resnet20.eval()
+    result = step([(x[:4], y[:4]), (x[4:], y[4:])], 1)
+    assert result.stats[0].item() / 8 == pytest.approx(expected[0], rel=1e-5)
+    assert result.stats[1:].tolist() == [correct, 8]
+    for (name, p), q in zip(reference.named_parameters(), resnet20.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=name)
+    with pytest.raises(ResNetsError, match="takes 2 micro-batch"):
+        step([(x, y)], 2)
+
+
+def test_grad_clip_bounds_the_update_to_the_clipped_gradient(resnet20):
+    """--grad-clip: the step applies SGD to the gradient rescaled to norm `grad_clip` (oracle:
+    torch's clip_grad_norm_ on a plain copy)."""
+    x, y = batch()
+    reference = copy.deepcopy(resnet20)
+    F.cross_entropy(reference(x), y).backward()
+    torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.01)
+    torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4).step()
+    train_step(resnet20, grad_clip=0.01)([(x, y)], 1)
+    for (name, p), q in zip(reference.named_parameters(), resnet20.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def activation_bytes_kept_for_backward(model, x):
@@ -141,6 +184,30 @@ def test_checkpointing_is_off_for_inference_forward(resnet20):
     with torch.no_grad():
         kept, _ = activation_bytes_kept_for_backward(resnet20.eval(), x)
     assert kept < 1e6  # no graph, nothing kept (the logits only)
+
+
+def test_checkpointing_recomputes_only_when_autograd_records(resnet20, monkeypatch):
+    """With checkpointing on, a forward without autograd (no_grad, inference_mode: eval, predict)
+    must run the blocks directly: there is no backward to save memory for. The spy counts the
+    blocks that go through torch.utils.checkpoint."""
+    from resnets.models import resnet as resnet_module
+
+    real, calls = resnet_module.checkpoint, []
+
+    def spy(block, *args, **kwargs):
+        calls.append(block)
+        return real(block, *args, **kwargs)
+
+    monkeypatch.setattr(resnet_module, "checkpoint", spy)
+    resnet20.set_grad_checkpointing(True)
+    x, _ = batch()
+    with torch.no_grad():
+        resnet20(x)
+    with torch.inference_mode():
+        resnet20(x)
+    assert calls == []
+    resnet20(x)
+    assert len(calls) == sum(len(stage) for stage in resnet20.stages) == 9
 
 
 def test_check_input_adds_no_graph_break_and_no_recompiles():
@@ -200,9 +267,9 @@ def test_compiled_training_with_checkpointing_matches_a_plain_sgd_loop(resnet20)
     batches = [batch(seed=s) for s in (1, 2)]
     reference = copy.deepcopy(resnet20)
     expected = plain_sgd_steps(reference, batches)
-    fast = optimize(resnet20, mode="train", device="cpu", compile=True, checkpoint_activations=True)
-    step = make_train_step(fast, make_optimizer(fast.parameters(), lr=0.1))
-    assert [step(x, y).item() for x, y in batches] == pytest.approx(expected, rel=1e-4)
+    step = train_step(resnet20, compile=True, checkpoint_activations=True)
+    losses = [step([(x, y)], i + 1).stats[0].item() / len(x) for i, (x, y) in enumerate(batches)]
+    assert losses == pytest.approx(expected, rel=1e-4)
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(resnet20.state_dict()[key], value, rtol=1e-3, atol=1e-4, msg=key)
     torch._dynamo.reset()
@@ -214,14 +281,16 @@ def test_state_dict_is_the_wrapped_models(resnet20):
     assert all(p is q for p, q in zip(fast.parameters(), resnet20.parameters()))
 
 
-def test_make_optimizer_is_fused_sgd_with_the_papers_settings(resnet20):
-    optimizer = make_optimizer(resnet20.parameters(), lr=0.1, tensor_lr=True)
+def test_the_optimizer_is_fused_sgd_with_the_papers_settings(resnet20):
+    optimizer = build_optimizer(resnet20, TrainConfig(lr=0.1), tensor_lr=True)
     group = optimizer.param_groups[0]
     assert isinstance(optimizer, torch.optim.SGD) and group["fused"]
-    assert group["momentum"] == 0.9 and group["weight_decay"] == 1e-4
+    assert group["momentum"] == 0.9 and group["weight_decay"] == 1e-4  # sec. 3.4
     lr = group["lr"]
     set_lr(optimizer, 0.01)
     assert group["lr"] is lr and lr.item() == pytest.approx(0.01)  # same storage: graph-safe
+    adamw = build_optimizer(resnet20, TrainConfig(optimizer="adamw"))
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["fused"]
 
 
 @pytest.mark.parametrize(
@@ -242,9 +311,11 @@ def test_bad_options_are_one_line_errors(resnet20, kwargs, message):
 
 
 def test_cuda_graph_step_needs_cuda(resnet20):
-    optimizer = make_optimizer(resnet20.parameters())
-    with pytest.raises(ResNetsError, match="CUDA"):
-        make_train_step(resnet20, optimizer, cuda_graph=True)
+    with pytest.raises(ResNetsError, match="cannot be one CUDA graph here: it needs a CUDA device"):
+        train_step(resnet20, cuda_graph=True)
+    optimizer = build_optimizer(resnet20, TrainConfig())
+    with pytest.raises(ResNetsError, match="needs a CUDA model"):
+        TrainStep(resnet20, resnet20, optimizer, criterion=F.cross_entropy, cuda_graph=True)
 
 
 def test_fold_bn_is_what_optimize_uses(resnet20):
@@ -253,12 +324,26 @@ def test_fold_bn_is_what_optimize_uses(resnet20):
     torch.testing.assert_close(fast(x), fold_bn(resnet20)(x), rtol=0, atol=0)
 
 
-def test_fp16_train_step_uses_a_grad_scaler_and_updates_the_weights():
+def test_the_grad_scaler_scales_the_loss_and_skips_an_overflowed_update():
+    """fp16's GradScaler in the step (exercised on the CPU, where fp16 autocast is refused): a
+    finite step updates the weights exactly as the plain loop does; a step whose gradients
+    overflow leaves them untouched and halves the scale."""
     torch.manual_seed(0)
     model = create_model("basic:1-1-1:4-8-16")
-    before = [p.detach().clone() for p in model.parameters()]
-    fast = optimize(model, mode="train", device="cpu", precision="fp16")
-    step = make_train_step(fast, make_optimizer(fast.parameters()), precision="fp16")
+    reference = copy.deepcopy(model)
     x, y = batch()
-    assert torch.isfinite(step(x, y))
-    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    expected = plain_sgd_steps(reference, [(x, y)])
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    step = TrainStep(
+        model, model, build_optimizer(model, TrainConfig(lr=0.1)), criterion=F.cross_entropy, scaler=scaler
+    )
+    assert step([(x, y)], 1).stats[0].item() / len(x) == pytest.approx(expected[0], rel=1e-5)
+    for (name, p), q in zip(reference.named_parameters(), model.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=name)
+    before = [p.detach().clone() for p in model.parameters()]
+    step.criterion = lambda logits, targets: F.cross_entropy(logits, targets) * 1e38  # overflows x 2**10
+    step([(x, y)], 2)
+    assert all(torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert scaler.get_scale() == 2.0**9
+    with pytest.raises(ResNetsError, match="fp16 needs CUDA"):
+        train_step(create_model("basic:1-1-1:4-8-16"), precision="fp16")

@@ -10,7 +10,8 @@ import torch
 
 from resnets import create_model, optimize
 from resnets.data.augment import crop_flip, random_crop_flip, sample_crop_flip
-from resnets.train.step import CudaGraphStep, make_optimizer, make_train_step, set_lr
+from resnets.train.config import TrainConfig
+from resnets.train.step import build_step, set_lr
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -26,41 +27,82 @@ def batches(n_steps, n=8, device="cuda"):
     ]
 
 
+def cuda_step(model, **config):
+    """The step `resnets train` runs on a GPU with in-memory data, built as train builds it."""
+    settings = TrainConfig(**{"model": "resnet20", "device": "cuda", "lr": 0.1, **config})
+    return build_step(settings, model, torch.device("cuda"), num_classes=10, in_memory=True)
+
+
 @pytest.mark.parametrize("compile", [False, True])
 def test_cuda_graph_train_steps_equal_eager_steps(compile):
-    """Every call is one real step: warm-up, capture and replays update exactly like eager."""
+    """Every call is one real step: warm-up, capture and replays update exactly like eager, the
+    statistics they return included, and a schedule change after capture reaches the graph."""
     torch.manual_seed(0)
     model = create_model("resnet20")
     twin = copy.deepcopy(model)
     data = batches(6)
 
-    eager = optimize(twin, "train", "cuda", compile=False)
-    eager_opt = make_optimizer(eager.parameters(), lr=0.1, device="cuda", tensor_lr=True)
-    eager_step = make_train_step(eager, eager_opt, cuda_graph=False)
-
-    fast = optimize(model, "train", "cuda", compile=compile)
-    opt = make_optimizer(fast.parameters(), lr=0.1, device="cuda", tensor_lr=True)
-    step = make_train_step(fast, opt, warmup=2)
-    assert isinstance(step, CudaGraphStep)
+    eager = cuda_step(twin, cuda_graph=False)
+    graphed = cuda_step(model, cuda_graph=None, compile=compile)  # train's own decision: capture
+    assert graphed.cuda_graph and not eager.cuda_graph
 
     for i, (x, y) in enumerate(data):
-        if i == 4:  # a schedule change after capture must reach the graph
-            set_lr(opt, 0.01)
-            set_lr(eager_opt, 0.01)
-        expected = eager_step(x, y).item()
-        assert step(x, y).item() == pytest.approx(expected, rel=1e-3, abs=1e-4)
+        if i == 4:
+            set_lr(graphed.optimizer, 0.01)
+            set_lr(eager.optimizer, 0.01)
+        expected = eager([(x, y)], i + 1).stats.tolist()
+        got = graphed([(x, y)], i + 1).stats.tolist()
+        assert got[0] == pytest.approx(expected[0], rel=1e-3, abs=1e-4) and got[2] == expected[2] == len(x)
     for (name, p), q in zip(twin.state_dict().items(), model.state_dict().values()):
         torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4, msg=name)
+    assert graphed.graph is not None
+
+
+def test_a_graphed_step_records_a_nan_loss_with_its_step_number():
+    """The loss guard inside a replayed graph: the first non-finite loss and its step survive
+    later finite replays (in-place device buffers), and check() names that step."""
+    from resnets.train.guards import NonFiniteLossError
+
+    torch.manual_seed(0)
+    step = cuda_step(create_model("resnet20"))
+    x, y = batches(1)[0]
+    for number in range(1, 6):
+        step([(x, y)], number)
     assert step.graph is not None
+    step([(x * float("nan"), y)], 6)
+    step([(x, y)], 7)
+    with pytest.raises(NonFiniteLossError, match="at step 6;"):
+        step.guard.check()
 
 
 def test_bf16_graphed_training_reduces_the_loss_on_a_fixed_batch():
     torch.manual_seed(0)
-    fast = optimize(create_model("resnet20"), "train", "cuda", "bf16")
-    step = make_train_step(fast, make_optimizer(fast.parameters(), lr=0.05, device="cuda", tensor_lr=True))
+    step = cuda_step(create_model("resnet20"), precision="bf16", lr=0.05)
+    assert step.cuda_graph
     x, y = batches(1, n=64)[0]
-    losses = [step(x, y).item() for _ in range(60)]
+    losses = [step([(x, y)], i + 1).stats[0].item() / 64 for i in range(60)]
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_resnets_train_on_a_gpu_with_in_memory_data_runs_the_graphed_step(tmp_path, monkeypatch):
+    """The decision in a real run: CUDA, one process, in-memory data, fp32 -> the graphed step,
+    and the run learns (the bundled digits, a few epochs)."""
+    from resnets.train import resolve_recipe, train
+    from resnets.train.step import TrainStep
+
+    built = []
+    real_init = TrainStep.__init__
+
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(TrainStep, "__init__", spy)
+    config = resolve_recipe("default", device="cuda", epochs=4, input_size=8)
+    summary = train(config, tmp_path / "run")
+    (step,) = built
+    assert step.cuda_graph and step.graph is not None
+    assert summary["val_top1"] > 0.8
 
 
 @pytest.mark.parametrize("compile_mode", ["default", "reduce-overhead"])
@@ -94,19 +136,17 @@ def test_checkpointing_fits_twice_the_batch_on_cuda():
     def peak(batch, checkpoint):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        model = optimize(
-            create_model("resnet50"),
-            "train",
-            "cuda",
-            "bf16",
-            compile=False,
-            checkpoint_activations=checkpoint,
+        config = TrainConfig(
+            model="resnet50", device="cuda", precision="bf16", checkpoint_activations=checkpoint
         )
-        step = make_train_step(model, make_optimizer(model.parameters(), device="cuda"), cuda_graph=False)
+        step = build_step(
+            config, create_model("resnet50"), torch.device("cuda"), num_classes=1000, in_memory=True
+        )
+        assert not step.cuda_graph  # eager both ways: the same kernels, only the memory differs
         x = torch.randn(batch, 3, 224, 224, device="cuda")
         y = torch.randint(0, 1000, (batch,), device="cuda")
-        for _ in range(2):
-            step(x, y)
+        for i in range(2):
+            step([(x, y)], i + 1)
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated()
 

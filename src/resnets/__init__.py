@@ -4,6 +4,7 @@ from resnets.inspect.summary import summary
 from resnets.models import ResNet, ResNetSpec, create_model, list_models
 from resnets.runtime.fold_bn import fold_bn
 from resnets.runtime.optimize import optimize
+from resnets.train import TrainConfig, train
 from resnets.version import __version__
 from resnets.weights import load_weights, save_weights
 
@@ -12,6 +13,7 @@ __all__ = [
     "Classifier",
     "ResNet",
     "ResNetSpec",
+    "TrainConfig",
     "create_model",
     "fold_bn",
     "list_models",
@@ -19,6 +21,7 @@ __all__ = [
     "optimize",
     "save_weights",
     "summary",
+    "train",
 ]
 
 

@@ -9,13 +9,12 @@ from typing import Any
 
 from resnets.data import load_data, make_loader
 from resnets.errors import DataError, WeightsError
-from resnets.models.create import resolve_spec
-from resnets.models.zoo import default_input_size
 from resnets.plots import plot_confusion
 from resnets.runtime.device import resolve_device
 from resnets.runtime.metrics import evaluate
 from resnets.runtime.optimize import optimize
 from resnets.text import shorten, size_hw
+from resnets.train.build import load_training_data
 from resnets.train.run_dir import read_run_config
 from resnets.weights.load import find_weights, load_model
 
@@ -65,7 +64,7 @@ def evaluate_run(
     dev = resolve_device(device)
     if data is None:
         assert config is not None
-        dataset = _load_like_run(config, data_dir)
+        dataset = load_training_data(config.replace(data_dir=data_dir or config.data_dir, download=False))
         name = f"{dataset.name} (the run's validation split)"
     else:
         dataset = load_data(
@@ -113,20 +112,6 @@ def evaluate_run(
         plot_confusion(png, result.confusion, dataset.classes, title=f"{meta.model} on {name}")
         report["confusion_matrix"] = str(png)
     return report
-
-
-def _load_like_run(config, data_dir: str | None):
-
-    return load_data(
-        config.data,
-        input_size=config.input_size,
-        val_split=config.val_split,
-        split_seed=config.split_seed,
-        data_dir=data_dir or config.data_dir,
-        synthetic_count=config.synthetic_count,
-        synthetic_classes=config.synthetic_classes,
-        default_size=default_input_size(resolve_spec(config.model)),
-    )
 
 
 def _single_size(size) -> int | None:

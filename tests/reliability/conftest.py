@@ -7,17 +7,14 @@ import pytest
 import torch
 from reliability_runs import TINY
 
-from resnets.train import faults
-
 
 @pytest.fixture(autouse=True)
 def clean_global_state():
-    """Each in-process run sets threads, deterministic mode and once-only faults: undo them."""
+    """Each in-process run sets threads and deterministic mode: undo them."""
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(False)
-    faults.reset()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
 """Helpers of the reliability suite: the tiny deterministic CPU run every scenario trains, the CLI
-in a real process (when it has to die; in this process: the run_cli fixture), and a bit-for-bit
-comparison of two runs' full training state. A module of its own (not conftest) so that tests
-import it by a name no other folder's conftest shares."""
+in a real process (when it has to die, through tests/fault_child.py; in this process: the run_cli
+fixture), a diverging
+loss injected in this process, and a bit-for-bit comparison of two runs' full training state. A
+module of its own (not conftest) so that tests import it by a name no other folder's conftest
+shares."""
 
 import json
 import os
@@ -16,6 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))  # cifar_f
 from safetensors.torch import load_file
 
 import resnets
+from resnets.train import step as train_step
+
+FAULT_CHILD = Path(__file__).resolve().parents[1] / "fault_child.py"
 
 # 96 training images in batches of 16: 6 steps per epoch, 18 in all. Everything that carries state
 # across steps is on: momentum, EMA, the global RNG (MixUp, drop path), Python's RNG.
@@ -37,19 +42,38 @@ TINY = [
 TIMING = ("seconds", "images_per_second", "train_seconds", "step_seconds")
 
 
-def cli_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    """`python -m resnets ARGS` in a real process (for faults that kill it)."""
-    full = dict(os.environ, **(env or {}))
+def cli_process(*args: str, faults: tuple[str, ...] = (), cwd: Path | None = None):
+    """`resnets ARGS` in a real process (for faults that kill it), with the `faults` options of
+    tests/fault_child.py injected."""
+    env = dict(os.environ)
     src = str(Path(resnets.__file__).resolve().parents[1])
-    full["PYTHONPATH"] = os.pathsep.join([src, full.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return subprocess.run(
-        [sys.executable, "-m", "resnets", *map(str, args)],
-        env=full,
+        [sys.executable, str(FAULT_CHILD), *faults, "--", *map(str, args)],
+        env=env,
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def poison_loss(monkeypatch, kind: str, at_step: int) -> None:
+    """The training loss of step `at_step` (1-based; one micro-batch per step) becomes `kind`
+    ("nan" or "inf"), once, still attached to the graph: as a diverging run's would."""
+    real = train_step.build_criterion
+
+    def build_criterion(config):
+        criterion, calls = real(config), []
+
+        def poisoned(logits, targets):
+            calls.append(1)
+            loss = criterion(logits, targets)
+            return loss * float(kind) if len(calls) == at_step else loss
+
+        return poisoned
+
+    monkeypatch.setattr(train_step, "build_criterion", build_criterion)
 
 
 def checkpoint_state(run_dir: Path) -> SimpleNamespace:

@@ -68,7 +68,7 @@ def test_a_save_failing_at_any_point_leaves_the_previous_checkpoint_loadable(tmp
     if where == "tensor file":
         monkeypatch.setattr(ckpt, "save_file", half_then_disk_full(ckpt.save_file, 1))
     elif where == "between tensor file and commit":
-        monkeypatch.setattr(ckpt.faults, "in_save", lambda: (_ for _ in ()).throw(DISK_FULL))
+        monkeypatch.setattr(ckpt, "write_json", lambda *a, **k: (_ for _ in ()).throw(DISK_FULL))
     else:
         real = Path.write_text
 

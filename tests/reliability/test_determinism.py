@@ -1,6 +1,11 @@
 """Promise 6: two CPU runs with the same seed, with images decoded and augmented in DataLoader
 worker processes, end with bit-identical weights; a different seed gives different weights."""
 
+import ast
+import base64
+import json
+import random
+
 import pytest
 import torch
 from PIL import Image
@@ -49,3 +54,27 @@ def test_same_seed_with_data_workers_gives_bit_identical_weights_and_another_see
     for key in first:
         assert torch.equal(first[key], second[key]), key
     assert any(not torch.equal(first[k], other[k]) for k in first if first[k].is_floating_point())
+
+
+def test_python_rng_state_saved_does_not_depend_on_what_the_process_imported_before(tmp_path, monkeypatch):
+    """Libraries imported on first use may draw from Python's RNG at import time (rich, which
+    scikit-learn imports, does): a fresh process would then save another RNG state than one that
+    had imported them already, and its resume would not be bit-identical. The oracle: nothing in
+    training draws from Python's RNG, so the saved state is that of random.seed(seed)."""
+    from resnets.train import build
+
+    real = build.load_training_data
+
+    def load_drawing_like_an_import(config):
+        random.getrandbits(24)  # as rich's style module does when first imported
+        return real(config)
+
+    monkeypatch.setattr(build, "load_training_data", load_drawing_like_an_import)
+    config = resolve_recipe(
+        "default", model="basic:1-1-1:4-8-16", data="synthetic", synthetic_count=64,
+        synthetic_classes=4, input_size=8, batch_size=16, epochs=1, seed=7,
+    )  # fmt: skip
+    train(config, tmp_path / "run")
+    latest = json.loads((tmp_path / "run" / "checkpoint" / "latest.json").read_text())
+    saved = ast.literal_eval(base64.b64decode(latest["rng_python"]).decode())
+    assert saved == random.Random(7).getstate()

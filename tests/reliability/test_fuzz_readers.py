@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from resnets import create_model
 from resnets.errors import SpecError, WeightsError
-from resnets.train.checkpoint import load_checkpoint, save_checkpoint, split_tensors
+from resnets.train.checkpoint import load_checkpoint, save_checkpoint
+from resnets.train.state import optimizer_state
 from resnets.weights.pytorch_files import read_checkpoint
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -33,10 +34,9 @@ def good_checkpoint(tmp_path_factory):
     model(torch.randn(5, 3)).sum().backward()
     optimizer.step()
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    state = {
-        "optimizer": split_tensors(optimizer.state_dict(), "optimizer", tensors),
-        "progress": {"epoch": 1},
-    }
+    optim_tensors, optim_values = optimizer_state(model, optimizer)
+    tensors.update({f"optimizer.{k}": v for k, v in optim_tensors.items()})
+    state = {"optimizer": optim_values, "progress": {"epoch": 1}}
     save_checkpoint(folder, 1, tensors, state)
     return folder
 

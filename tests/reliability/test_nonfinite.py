@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from reliability_runs import STEPS_PER_EPOCH, TINY, checkpoint_state
+from reliability_runs import STEPS_PER_EPOCH, TINY, checkpoint_state, poison_loss
 from safetensors.torch import load_file
 
 from resnets.errors import ResNetsError
@@ -32,7 +32,7 @@ def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
 def test_nonfinite_loss_stops_the_run_naming_the_step_and_the_last_good_checkpoint(
     tmp_path, monkeypatch, kind, extra, last_good, last_step, run_cli
 ):
-    monkeypatch.setenv(f"RESNETS_FAULT_{kind.upper()}_AT_STEP", str(BAD_STEP))
+    poison_loss(monkeypatch, kind, BAD_STEP)
     run = tmp_path / "run"
     code, _, err = run_cli("train", *TINY, *extra, "--out", run)
     assert code != 0
@@ -47,7 +47,7 @@ def test_nonfinite_loss_stops_the_run_naming_the_step_and_the_last_good_checkpoi
 
 
 def test_skip_nonfinite_skips_the_bad_step_and_finishes_with_finite_weights(tmp_path, monkeypatch, run_cli):
-    monkeypatch.setenv("RESNETS_FAULT_NAN_AT_STEP", str(BAD_STEP))
+    poison_loss(monkeypatch, "nan", BAD_STEP)
     run = tmp_path / "run"
     code, _, err = run_cli("train", *TINY, "--skip-nonfinite", "--out", run)
     assert code == 0, err
@@ -115,7 +115,8 @@ def test_fp16_run_resumes_with_the_grad_scaler_state_it_stopped_with(tmp_path):
     train(config, tmp_path / "a", stop_after_epoch=2)
     stopped = json.loads((tmp_path / "a" / "checkpoint" / "latest.json").read_text())["scaler"]
     assert stopped and stopped["scale"] > 0
-    from resnets.train.build import build_model, build_optimizer, load_training_data
+    from resnets.train.build import build_model, load_training_data
+    from resnets.train.step import build_optimizer
 
     model = build_model(config, load_training_data(config)).cuda()
     optimizer = build_optimizer(model, config)

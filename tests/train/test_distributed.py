@@ -2,9 +2,10 @@
 evaluation, resume across world sizes, and the elastic agent's restarts after a worker dies.
 
 Four real runs are shared by the tests (each torchrun start costs seconds on two cores): a
-one-process baseline (in this process), a plain two-process run, the same run with rank 1 killed
-once, and a two-process run (through `resnets train --nproc-per-node`) whose rank 1 dies on every
-attempt.
+one-process baseline (in this process), a plain two-process run (through `resnets train
+--nproc-per-node`), the same run under a torchrun of its own with rank 1 killed once, and a
+two-process run (through `--nproc-per-node` again) whose rank 1 dies on every attempt. The kills
+are injected by tests/fault_child.py.
 """
 
 import json
@@ -18,8 +19,9 @@ import torch
 
 import resnets
 from resnets.data.loaders import TensorLoader, shard
+from resnets.errors import ResNetsError
 from resnets.evaluate import evaluate_run
-from resnets.train import distributed, resolve_recipe, train
+from resnets.train import distributed, launch, resolve_recipe, train
 from resnets.train.schedule import Schedule
 
 # A ResNet-8 (one basic block per stage) on the 8x8 digits: ~90% held-out top-1 in 4 epochs.
@@ -38,6 +40,7 @@ TINY_ARGS = [
     "--epochs", "4", "--warmup", "0", "--batch-size", "64", "--checkpoint-every-steps", "10",
 ]  # fmt: skip
 RUN_FILES = {"config.json", "metrics.csv", "curves.png", "model.safetensors", "summary.json", "checkpoint"}
+FAULT_CHILD = str(Path(__file__).resolve().parents[1] / "fault_child.py")  # kills a rank on purpose
 
 
 def env_with_src(**extra):
@@ -70,18 +73,38 @@ def killed_once(tmp_path_factory):
     """Two processes, --max-restarts 1; rank 1 is SIGKILLed after step 55 of the first attempt."""
     run_dir = tmp_path_factory.mktemp("once") / "run"
     proc = torchrun(
-        "--max-restarts", "1", "-m", "resnets", "train", *TINY_ARGS, "--out", str(run_dir),
-        RESNETS_FAULT_KILL_AT_STEP="1:55",
+        "--max-restarts", "1", FAULT_CHILD, "--kill-at-step", "55", "--rank", "1", "--",
+        "train", *TINY_ARGS, "--out", str(run_dir),
     )  # fmt: skip
     return proc, run_dir
 
 
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
-    """Two processes, nothing killed: the plain data-parallel run."""
+    """Two processes, nothing killed: the plain data-parallel run, through `resnets train
+    --nproc-per-node 2` (the launcher starts torchrun and prints the finished run's summary)."""
     run_dir = tmp_path_factory.mktemp("two") / "run"
-    proc = torchrun("-m", "resnets", "train", *TINY_ARGS, "--out", str(run_dir))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resnets",
+            "train",
+            *TINY_ARGS,
+            "--out",
+            str(run_dir),
+            "--nproc-per-node",
+            "2",
+        ],
+        env=env_with_src(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # One table (rank 0's worker) and one summary (the launcher's), not one per process.
+    assert proc.stdout.count("  epoch  ") == 1 and proc.stdout.count("run directory:") == 1, proc.stdout
+    assert f"run directory: {run_dir}" in proc.stdout
     return run_dir
 
 
@@ -90,10 +113,11 @@ def killed_every_attempt(tmp_path_factory):
     """`resnets train --nproc-per-node 2 --max-restarts 1` with accumulation; rank 1 dies after
     step 35 on both attempts, so the restarts run out."""
     run_dir = tmp_path_factory.mktemp("every") / "run"
+    faults = ["--kill-at-step", "35", "--rank", "1", "--every-attempt"]
     args = ["train", *TINY_ARGS, "--accum-steps", "2", "--out", str(run_dir)]
     proc = subprocess.run(
-        [sys.executable, "-m", "resnets", *args, "--nproc-per-node", "2", "--max-restarts", "1"],
-        env=env_with_src(RESNETS_FAULT_KILL_AT_STEP="1:35:every"),
+        [sys.executable, FAULT_CHILD, *faults, "--", *args, "--nproc-per-node", "2", "--max-restarts", "1"],
+        env=env_with_src(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -224,11 +248,24 @@ def test_linear_scaling_rule_multiplies_lr_by_global_batch_over_base():
     assert Schedule.from_config(config.replace(lr_base_batch=None), 10)(0) == pytest.approx(0.1)
 
 
-def test_launcher_passes_the_same_arguments_minus_its_own_to_torchrun():
-    argv = ["--epochs", "2", "--nproc-per-node", "4", "--max-restarts=3", "--nproc", "2", "--lr", "0.1"]
-    kept = distributed.strip_flags(argv, ["--nproc-per-node", "--max-restarts"])
-    assert kept == ["--epochs", "2", "--lr", "0.1"]
-    command = distributed.torchrun_command(kept, 4, 3)
+def test_launcher_starts_torchrun_with_the_resolved_config_in_a_file_and_the_run_directory(
+    tmp_path, monkeypatch
+):
+    """`train(config, nproc_per_node=N)` hands its workers the config it was given (every field,
+    none re-derived from a recipe) and the run directory it chose; the oracle is the config."""
+    seen = {}
+
+    def fake_run(command):
+        seen["command"] = command
+        config_file = command[command.index("--config") + 1]
+        seen["record"] = json.loads(Path(config_file).read_text())
+        return subprocess.CompletedProcess(command, 1)
+
+    monkeypatch.setattr(launch.subprocess, "run", fake_run)
+    config = resolve_recipe("paper-cifar", model="resnet110", ema_decay=0.99)
+    with pytest.raises(ResNetsError, match="torchrun exit code 1; 3 restart"):
+        train(config, tmp_path / "run", nproc_per_node=4, max_restarts=3, command=["resnets", "train"])
+    command = seen["command"]
     assert command[1:6] == [
         "-m",
         "torch.distributed.run",
@@ -236,7 +273,8 @@ def test_launcher_passes_the_same_arguments_minus_its_own_to_torchrun():
         "--nproc-per-node=4",
         "--max-restarts=3",
     ]
-    assert command[-7:] == ["-m", "resnets", "train", "--epochs", "2", "--lr", "0.1"]
+    assert command[6:8] == ["-m", "resnets.train.worker"] and command[-1] == str(tmp_path / "run")
+    assert seen["record"] == {"config": config.to_dict(), "command": ["resnets", "train"]}
 
 
 def test_batch_size_must_split_evenly_over_processes_and_accumulation(tmp_path, run_cli):

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from resnets.train import resolve_recipe
-from resnets.train.build import build_optimizer
 from resnets.train.schedule import Schedule
+from resnets.train.step import build_optimizer
 
 
 def test_paper_cifar_is_section_4_2():
@@ -144,3 +144,13 @@ def test_none_unsets_an_optional_field_and_bad_values_are_one_line_errors(run_cl
     result = run_cli("train", "--ema-decay", "2", "--print-config")
     assert result.code == 2
     assert "ema_decay must be in (0, 1)" in result.err
+
+
+def test_a_config_written_before_the_width_rename_still_reads():
+    """Runs recorded the width multiplier as "width" before it became "width_multiplier"."""
+    from resnets.train.config import TrainConfig
+
+    old = TrainConfig().to_dict()
+    old["width"] = old.pop("width_multiplier")
+    old["width"] = 0.5
+    assert TrainConfig.from_dict(old).width_multiplier == 0.5

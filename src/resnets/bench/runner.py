@@ -1,17 +1,19 @@
 """resnets bench: our fast path against its peers, in one process, with one loop.
 
-Every peer gets the same synthetic batch already on the device, the same memory format and
-precision, the same optimizer (SGD, momentum 0.9, weight decay 1e-4) and the same step; the
-first steps (compilation, cuDNN autotuning, CUDA-graph capture) are warm-up and not timed.
-Time is taken around chunks of steps (CUDA events on GPU, perf_counter on CPU) and the median
-chunk is reported, so a hiccup of the machine does not become the result.
+Training times exactly the step `resnets train` runs: bench makes a TrainConfig from its settings
+and builds the step with train's own builder (resnets.train.step.build_step: fused SGD, the loss
+guard, device-side statistics and, on CUDA, the whole step as one CUDA graph). The peers run the
+plain PyTorch step (`eager_train_step`). Every peer gets the same synthetic batch already on the
+device, the same memory format and precision and the same optimizer settings (SGD, momentum 0.9,
+weight decay 1e-4, as the paper trains); the first steps (compilation, cuDNN autotuning, CUDA-graph
+capture) are warm-up and not timed. Time is taken around chunks of steps (CUDA events on GPU,
+perf_counter on CPU) and the median chunk is reported, so a hiccup of the machine does not become
+the result.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import io
 import os
 import platform
 import statistics
@@ -30,14 +32,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnets.errors import ResNetsError
+from resnets.export.onnx import export_onnx, onnx_session
 from resnets.models.create import create_model
 from resnets.models.zoo import default_input_size
 from resnets.runtime.device import autocast, resolve_device
 from resnets.runtime.optimize import optimize
-from resnets.train.step import CudaGraphStep, make_optimizer, make_train_step
+from resnets.text import first_line
+from resnets.train.config import TrainConfig
+from resnets.train.step import GRAPH_WARMUP, TrainStep, build_step, use_cuda_graph
 
 PEERS = ("torchvision", "torchvision-compile", "onnxruntime")
-GRAPH_WARMUP = 2  # eager steps before a CUDA-graph step captures; bench warm-up must exceed it
 
 
 @dataclass
@@ -106,43 +110,11 @@ class BenchReport:
             data[f"ratio_vs_{name.replace('-', '_')}"] = ratio
         return data
 
-    def format_table(self) -> str:
-        s = self.settings
-        env = self.environment
-        lines = [
-            f"{s.model} {s.mode}, {env['device_name']}, batch {s.batch_size}, {s.input_size} px, {s.precision}, "
-            f"median of {s.repeats} chunks over {s.steps} steps after {s.warmup} warm-up",
-            f"torch {env['torch']}, torchvision {env['torchvision']}",
-            "",
-            f"{'':22} {'img/s':>10} {'ms/step':>10} {'peak MB':>10} {'warm-up s':>10} {'ours vs':>8}",
-        ]
-        ratios = self.ratios()
-        for r in self.results:
-            if r.error:
-                lines.append(f"{r.name:22} failed: {r.error}")
-                continue
-            ratio = f"{ratios[r.name]:.2f}x" if r.name in ratios else ""
-            lines.append(
-                f"{r.name:22} {_num(r.img_s, 10, 1)} {_num(r.ms_step, 10, 2)} {_num(r.peak_mem_mb, 10, 0)} "
-                f"{_num(r.first_step_s, 10, 1)} {ratio:>8}"
-            )
-        kinds = sorted({r.mem_kind for r in self.results if r.mem_kind})
-        lines.append("")
-        lines.append(f"peak memory: {', '.join(MEMORY_KINDS[k] for k in kinds)}")
-        lines.append("warm-up s: the first step alone (compilation, autotuning, graph capture)")
-        lines += [f"note: {n}" for n in self.notes]
-        lines += [f"note ({r.name}): {r.note}" for r in self.results if r.note]
-        return "\n".join(lines)
-
 
 MEMORY_KINDS = {
     "cuda_max_allocated": "torch.cuda.max_memory_allocated during the run (weights, optimizer state, activations)",
     "rss_peak_delta": "process RSS high-water mark above its level before the peer was built (sampled every 2 ms; approximate)",
 }
-
-
-def _num(value: float | None, width: int, digits: int) -> str:
-    return f"{value:>{width},.{digits}f}" if value is not None else f"{'-':>{width}}"
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -242,7 +214,7 @@ def eager_train_step(
 
 
 def paper_sgd(model: nn.Module, lr: float) -> torch.optim.SGD:
-    """The peers' optimizer: SGD as the paper sets it, PyTorch's default implementation."""
+    """The peers' optimizer: SGD as the paper sets it (sec. 3.4), PyTorch's default implementation."""
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
 
 
@@ -252,32 +224,56 @@ Step = Callable[[], Any]
 
 
 def build_ours(settings: BenchSettings, x: torch.Tensor, y: torch.Tensor) -> tuple[Step, dict[str, Any]]:
+    """Our side: the fast inference path, or for training the step `resnets train` runs, built by
+    its own builder from a TrainConfig with these settings."""
     device = x.device
     model = _our_model(settings)
-    compile = settings.compile
-    if compile is None:
-        compile = device.type == "cuda" or settings.mode == "infer" or settings.compile_mode is not None
-    fast = optimize(
-        model,
-        mode=settings.mode,
-        device=device,
+    if settings.mode == "infer":
+        fast = optimize(
+            model,
+            mode="infer",
+            device=device,
+            precision=settings.precision,
+            compile=_compiles(settings, device),
+            compile_mode=settings.compile_mode,
+            channels_last=settings.channels_last,
+        )
+        return lambda: fast(x), fast.config.to_dict()
+    step = build_train_step(settings, model, device)
+    counter = iter(range(1, 2**62))
+    batch = [(x, y)]
+    return lambda: step(batch, next(counter)), step.describe()
+
+
+def train_config(settings: BenchSettings, device: torch.device) -> TrainConfig:
+    """The TrainConfig that trains like this benchmark: one micro-batch per step, SGD with the
+    paper's momentum and weight decay (TrainConfig's defaults), and the bench's runtime choices."""
+    compile = _compiles(settings, device)
+    return TrainConfig(
+        model=settings.model,
+        device=str(device),
+        batch_size=settings.batch_size,
+        lr=settings.lr,
         precision=settings.precision,
         compile=compile,
-        compile_mode=settings.compile_mode,
+        compile_mode=settings.compile_mode if compile else None,
         channels_last=settings.channels_last,
         checkpoint_activations=settings.checkpoint_activations,
-    )
-    config = fast.config.to_dict()
-    if settings.mode == "infer":
-        return lambda: fast(x), config
-    graph = settings.cuda_graph and device.type == "cuda" and settings.precision != "fp16"
-    optimizer = make_optimizer(model.parameters(), lr=settings.lr, device=device, tensor_lr=graph)
-    step = make_train_step(
-        fast, optimizer, precision=settings.precision, cuda_graph=graph, warmup=GRAPH_WARMUP
-    )
-    config["cuda_graph_step"] = isinstance(step, CudaGraphStep)
-    config["optimizer"] = "SGD(fused=True)"
-    return lambda: step(x, y), config
+        cuda_graph=None if settings.cuda_graph else False,
+    ).validate()
+
+
+def build_train_step(settings: BenchSettings, model: nn.Module, device: torch.device) -> TrainStep:
+    """train's step over `model` for these settings (synthetic batches already on the device)."""
+    config = train_config(settings, device)
+    return build_step(config, model, device, num_classes=model.spec.num_classes, in_memory=True)
+
+
+def _compiles(settings: BenchSettings, device: torch.device) -> bool:
+    """None means: compile where it pays for a benchmark run (CUDA, and CPU inference)."""
+    if settings.compile is not None:
+        return settings.compile
+    return device.type == "cuda" or settings.mode == "infer" or settings.compile_mode is not None
 
 
 def build_torchvision(
@@ -304,8 +300,8 @@ def build_torchvision(
 
 
 def build_onnxruntime(settings: BenchSettings, x: torch.Tensor, workdir: str) -> Step:
-    """torchvision's model exported to ONNX (fp32) and run by onnxruntime on the CPU."""
-    import onnxruntime as ort
+    """torchvision's model exported to ONNX (fp32) and run by onnxruntime on the CPU, with the
+    same threads as torch (export.onnx, as `resnets export` writes and checks its files)."""
     import torchvision
 
     model = torchvision.models.get_model(settings.model, weights=None, num_classes=_num_classes(settings))
@@ -313,21 +309,10 @@ def build_onnxruntime(settings: BenchSettings, x: torch.Tensor, workdir: str) ->
     example = x.detach().cpu().contiguous()
     path = os.path.join(workdir, f"{settings.model}.onnx")
     export_onnx(model, example, path)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    session = onnx_session(path)
     name = session.get_inputs()[0].name
     array = example.numpy()
     return lambda: session.run(None, {name: array})
-
-
-def export_onnx(model: nn.Module, example: torch.Tensor, path: str) -> None:
-    """torch.onnx's maintained (dynamo) exporter; the TorchScript one where onnxscript is missing."""
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress to stdout
-        try:
-            torch.onnx.export(model, (example,), path, dynamo=True, external_data=False, verbose=False)
-        except ImportError:
-            torch.onnx.export(model, (example,), path, dynamo=False)
 
 
 def torchvision_has(name: str) -> bool:
@@ -396,8 +381,7 @@ def measure(
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+    return f"{type(exc).__name__}: {first_line(exc)}"[:300]
 
 
 def _release(device: torch.device) -> None:
@@ -477,8 +461,8 @@ def default_settings(
     precision: str | None = None,
     **kw: Any,
 ) -> BenchSettings:
-    """Defaults per device: a GPU gets the issue's setting (batch 256, bf16); a CPU gets batch 1
-    inference or batch 8 training in fp32."""
+    """Defaults per device: a GPU gets ResNet-50's ImageNet setting at GPU scale (batch 256, bf16);
+    a CPU gets batch 1 inference or batch 8 training in fp32."""
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = dev.startswith("cuda")
     if batch_size is None:
@@ -494,11 +478,13 @@ def default_settings(
 
 
 def run_bench(
-    settings: BenchSettings, on_step: Callable[[str], Callable[[], None]] | None = None
+    settings: BenchSettings, on_step: Callable[[str, BenchSettings], Callable[[], None]] | None = None
 ) -> BenchReport:
     """Ours first, then each peer of `settings.compare`, in this process, with one loop.
 
-    `on_step(peer_name)` may return a callback called after every step (a progress bar).
+    `on_step(peer_name, settings)` (the settings as run: input size and warm-up resolved) may
+    return a callback called after every step (a progress bar). Raises ResNetsError for settings
+    that cannot run (unknown mode, model or peer, an input too small for the model).
     """
     if settings.mode not in ("train", "infer"):
         raise ResNetsError(f"unknown mode {settings.mode!r}; use train or infer")
@@ -512,7 +498,9 @@ def run_bench(
     device = resolve_device(settings.device)
     meta = create_model(settings.model, device="meta")  # bad names fail here, before any work
     settings = replace(settings, input_size=settings.input_size or default_input_size(meta.spec))
-    graphed = settings.mode == "train" and settings.cuda_graph and device.type == "cuda"
+    graphed = settings.mode == "train" and use_cuda_graph(
+        train_config(settings, device), device, in_memory=True, world_size=1
+    )
     if graphed and settings.warmup <= GRAPH_WARMUP:
         settings = replace(settings, warmup=GRAPH_WARMUP + 1)  # capture must not be timed
     x, y = synthetic_batch(
@@ -520,7 +508,9 @@ def run_bench(
     )
     meta.check_input(x)
     report = BenchReport(settings, environment(device), {})
-    tick = on_step or (lambda name: None)
+
+    def tick(name: str) -> Callable[[], None] | None:
+        return on_step(name, settings) if on_step is not None else None
 
     def build_ours_step() -> Step:
         step, config = build_ours(settings, x, y)
@@ -560,13 +550,3 @@ def _skip_reason(peer: str, settings: BenchSettings, device: torch.device) -> st
         except ImportError:
             return "onnxruntime is not installed (pip install 'resnets[export]')"
     return ""
-
-
-def peer_names(text: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in text.split(",") if p.strip())
-
-
-def steps_total(settings: BenchSettings) -> int:
-    """Steps one peer runs, warm-up included: the length of its progress bar."""
-    repeats, per_chunk = chunking(settings.steps, settings.repeats)
-    return settings.warmup + repeats * per_chunk

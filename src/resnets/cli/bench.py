@@ -1,12 +1,18 @@
-"""`resnets bench`: our fast path against torchvision (and onnxruntime) in the same loop."""
+"""`resnets bench`: our fast path against torchvision (and onnxruntime) in the same loop; the
+progress bars and the table are printed here, the measuring is resnets.bench's."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+import torch
+from tqdm import tqdm
+
 from resnets.bench import runner as bench
 from resnets.cli.common import print_json
+from resnets.runtime.device import PRECISIONS
+from resnets.runtime.optimize import COMPILE_MODES
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
@@ -17,25 +23,27 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
             "Time training or inference steps of our fast path (resnets.optimize: channels-last, "
             "autocast, torch.compile, CUDA graphs, fused SGD, BN folding) and, in the same process "
             "with the same loop, batch, precision, memory format and synthetic data already on the "
-            "device, the peers you name. Warm-up steps (compilation, autotuning, graph capture) are "
-            "not timed; the result is the median of several timed chunks. Prints img/s, ms per "
-            "step, peak memory and our ratio to each peer."
+            "device, the peers you name. Training times the very step 'resnets train' runs (built "
+            "from the same settings by the same code); the peers run the plain PyTorch step. "
+            "Warm-up steps (compilation, autotuning, graph capture) are not timed; the result is "
+            "the median of several timed chunks. Prints img/s, ms per step, peak memory and our "
+            "ratio to each peer."
         ),
         epilog=(
             "Examples: 'resnets bench --device cuda --mode train --compare torchvision,torchvision-compile' "
-            "(the issue's ResNet-50 setting: batch 256, bf16); "
+            "(ResNet-50 at 224 px, batch 256, bf16: the GPU defaults); "
             "'resnets bench --device cpu --mode infer --compare torchvision,onnxruntime' (batch 1, fp32). "
             "Models torchvision does not have (e.g. resnet20) skip the torchvision peers."
         ),
     )
     p.add_argument("--model", default="resnet50", help="model name or spec (default: resnet50)")
     p.add_argument(
-        "--mode", choices=["train", "infer"], default="train", help="time SGD steps or forward passes"
+        "--mode", choices=["train", "infer"], default="train", help="time training steps or forward passes"
     )
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--batch-size", type=int, help="default: 256 on CUDA; on CPU 1 (infer) or 8 (train)")
     p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's own)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="default: bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--precision", choices=list(PRECISIONS), help="default: bf16 on CUDA, fp32 on CPU")
     p.add_argument(
         "--compare",
         default="torchvision",
@@ -46,8 +54,9 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed chunks; the median is reported (default: 5)")
     p.add_argument(
         "--compile-mode",
-        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
-        help="torch.compile mode for our model (default: optimize's choice per device and mode)",
+        choices=list(COMPILE_MODES),
+        help="how our model is compiled: a torch.compile mode, or onednn-graph (CPU fp32 inference) "
+        "(default: optimize's choice per device and mode)",
     )
     p.add_argument(
         "--compile",
@@ -68,9 +77,6 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
-
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = bench.default_settings(
@@ -80,7 +86,7 @@ def run_bench(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         precision=args.precision,
         input_size=args.input_size,
-        compare=bench.peer_names(args.compare),
+        compare=peer_names(args.compare),
         steps=args.steps,
         warmup=args.warmup,
         repeats=args.repeats,
@@ -91,12 +97,12 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     bars: list[tqdm] = []
 
-    def on_step(peer: str):
+    def on_step(peer: str, resolved: bench.BenchSettings):
         if bars:
             bars[-1].close()
-        bars.append(
-            tqdm(total=bench.steps_total(settings), desc=peer, unit="step", file=sys.stderr, leave=False)
-        )
+        total = steps_total(resolved)
+        # disable=None: a bar only on a terminal, never in a log file or a pipe
+        bars.append(tqdm(total=total, desc=peer, unit="step", file=sys.stderr, leave=False, disable=None))
         return bars[-1].update
 
     try:
@@ -107,5 +113,50 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict())
     else:
-        print(report.format_table())
+        print(format_report(report))
     return 0
+
+
+def peer_names(text: str) -> tuple[str, ...]:
+    """'torchvision, onnxruntime' -> ('torchvision', 'onnxruntime'); '' -> ()."""
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def steps_total(settings: bench.BenchSettings) -> int:
+    """Steps one peer runs, warm-up included: the length of its progress bar."""
+    repeats, per_chunk = bench.chunking(settings.steps, settings.repeats)
+    return settings.warmup + repeats * per_chunk
+
+
+def format_report(report: bench.BenchReport) -> str:
+    """The report as a table: img/s, ms per step, peak MB, warm-up s and our ratio per peer."""
+    s = report.settings
+    env = report.environment
+    lines = [
+        f"{s.model} {s.mode}, {env['device_name']}, batch {s.batch_size}, {s.input_size} px, {s.precision}, "
+        f"median of {s.repeats} chunks over {s.steps} steps after {s.warmup} warm-up",
+        f"torch {env['torch']}, torchvision {env['torchvision']}",
+        "",
+        f"{'':22} {'img/s':>10} {'ms/step':>10} {'peak MB':>10} {'warm-up s':>10} {'ours vs':>8}",
+    ]
+    ratios = report.ratios()
+    for r in report.results:
+        if r.error:
+            lines.append(f"{r.name:22} failed: {r.error}")
+            continue
+        ratio = f"{ratios[r.name]:.2f}x" if r.name in ratios else ""
+        lines.append(
+            f"{r.name:22} {_num(r.img_s, 10, 1)} {_num(r.ms_step, 10, 2)} {_num(r.peak_mem_mb, 10, 0)} "
+            f"{_num(r.first_step_s, 10, 1)} {ratio:>8}"
+        )
+    kinds = sorted({r.mem_kind for r in report.results if r.mem_kind})
+    lines.append("")
+    lines.append(f"peak memory: {', '.join(bench.MEMORY_KINDS[k] for k in kinds)}")
+    lines.append("warm-up s: the first step alone (compilation, autotuning, graph capture)")
+    lines += [f"note: {n}" for n in report.notes]
+    lines += [f"note ({r.name}): {r.note}" for r in report.results if r.note]
+    return "\n".join(lines)
+
+
+def _num(value: float | None, width: int, digits: int) -> str:
+    return f"{value:>{width},.{digits}f}" if value is not None else f"{'-':>{width}}"

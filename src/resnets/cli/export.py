@@ -148,7 +148,7 @@ def default_out(
     source: str | os.PathLike, weights: Path | None, format: str, *, fold_bn: bool, precision: str
 ) -> Path:
     """Next to the weights (run/model.safetensors -> run/model.onnx), or ./<model>.<ext>."""
-    tag = ("-fused" if fold_bn else "") + ("" if precision == "fp32" else f"-{precision}")
+    tag = ("-folded" if fold_bn else "") + ("" if precision == "fp32" else f"-{precision}")
     if weights is not None:
         out = weights.with_name(weights.stem + tag + FORMATS[format])
         if out == weights:

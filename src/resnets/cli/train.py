@@ -1,4 +1,5 @@
-"""`resnets train`: every TrainConfig field a flag, recipes, config files, torchrun launching."""
+"""`resnets train`: every TrainConfig field a flag, recipes and config files, parsed into a config
+for resnets.train (which also starts torchrun for --nproc-per-node); the summary printed."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from resnets.cli.common import print_json
 from resnets.errors import ResNetsError
-from resnets.train import distributed, ranks, train
 from resnets.train.config import config_fields
+from resnets.train.launch import is_main_process, train
 from resnets.train.recipes import RECIPES, resolve_recipe
-from resnets.train.run_dir import check_fresh_run_dir, default_run_dir, read_run_config
+from resnets.train.run_dir import read_run_config
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -160,8 +162,6 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_config_file(path: str) -> dict[str, Any]:
-    from pathlib import Path
-
     text = Path(path).read_text(encoding="utf-8")
     try:
         if path.endswith(".json"):
@@ -197,69 +197,37 @@ def format_config(config: Any, fmt: str, recipe: str) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    """Parse the flags into a config (or a run to resume), call resnets.train, print the summary."""
     overrides = train_overrides(args)
-    if args.max_restarts and args.nproc_per_node is None:
-        raise ResNetsError(
-            "--max-restarts needs --nproc-per-node (under your own torchrun, pass --max-restarts to torchrun)"
-        )
+    config, run_dir = None, None
     if args.resume:
         run_dir = Path(args.resume)
         if overrides:
             flags = ", ".join("--" + k.replace("_", "-") for k in overrides)
             raise ResNetsError(f"--resume continues {run_dir} with its own config; drop {flags}")
-        config = read_run_config(run_dir)
     else:
         config = resolve_recipe(args.recipe, **{k: v for k, v in overrides.items() if v is not None})
         config = config.replace(**{k: None for k, v in overrides.items() if v is None}).validate()
     if args.print_config:
-        print(format_config(config, args.print_config, args.recipe))
+        shown = config if config is not None else read_run_config(run_dir)  # type: ignore[arg-type]
+        print(format_config(shown, args.print_config, args.recipe))
         return 0
-    if args.nproc_per_node is not None:
-        if not args.resume:
-            run_dir = Path(config.out) if config.out else default_run_dir(config)
-            check_fresh_run_dir(run_dir)
-        return launch_train(args, run_dir)
-    with distributed.process_group(config.device) as device:
-        # A worker restarted by torchrun's elastic agent picks up the run's last checkpoint.
-        restarted = distributed.restart_count() > 0
-        if not args.resume:
-            run_dir = distributed.shared_run_dir(config, device)
-            if not restarted:
-                check_fresh_run_dir(run_dir)
-            distributed.barrier()  # every rank has looked before rank 0 writes config.json
-        resume = bool(args.resume) or (restarted and (run_dir / "checkpoint" / "latest.json").is_file())
-        table = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the JSON alone
-        summary = train(config, run_dir, resume=resume, console=True, table_stream=table)
-        if not ranks.is_main():
-            return 0
+    summary = train(
+        config,
+        run_dir,
+        resume=bool(args.resume),
+        nproc_per_node=args.nproc_per_node,
+        max_restarts=args.max_restarts,
+        console=True,
+        table_stream=sys.stderr if args.json else sys.stdout,  # --json keeps stdout for the JSON alone
+    )
+    if not is_main_process():
+        return 0
     if args.json:
         print_json(summary)
     else:
         print(format_train_summary(summary))
     return 0
-
-
-def launch_train(args: argparse.Namespace, run_dir: Any) -> int:
-    """`resnets train --nproc-per-node N`: the same command in N processes under torchrun."""
-
-    argv = list(args.argv)
-    train_args = distributed.strip_flags(
-        argv[argv.index("train") + 1 :], ["--nproc-per-node", "--max-restarts"]
-    )
-    if not args.resume:
-        train_args += ["--out", str(run_dir)]
-    code = distributed.launch(train_args, args.nproc_per_node, args.max_restarts)
-    if code != 0:
-        print(
-            f"resnets train: error: distributed training failed (torchrun exit code {code}; "
-            f"{args.max_restarts} restart(s) allowed); see the worker errors above. "
-            f"{run_dir} keeps the last checkpoint, if one was written: continue with "
-            f"'resnets train --resume {run_dir} --nproc-per-node {args.nproc_per_node}'",
-            file=sys.stderr,
-        )
-    return code
 
 
 def format_train_summary(s: dict[str, Any]) -> str:

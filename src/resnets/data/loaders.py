@@ -18,6 +18,7 @@ from resnets.data.augment import crop_flip, sample_crop_flip
 from resnets.data.datasets import ImageData, Split
 from resnets.data.device_decode import decode_batch
 from resnets.data.folder import FolderDataset, collate_skipping
+from resnets.data.seeds import mix_seed
 from resnets.data.transforms import (
     check_tensor_augment,
     folder_eval_transform,
@@ -31,7 +32,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """A CPU generator fixed by (seed, epoch): the same data order and augmentation for an epoch
     whether it runs first, after a resume, or on another device."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.Generator().manual_seed(mix_seed(seed, epoch))
 
 
 def shard(order: torch.Tensor, rank: int, world_size: int, *, even: bool = True) -> torch.Tensor:
@@ -51,7 +52,7 @@ def shard(order: torch.Tensor, rank: int, world_size: int, *, even: bool = True)
 
 def worker_generator(seed: int, epoch: int, rank: int, skip: int) -> torch.Generator:
     """Seeds a rank's DataLoader workers (their augmentation) for an epoch started at batch `skip`."""
-    return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 65_537 + rank) * 1_000_003 + skip)
+    return torch.Generator().manual_seed(mix_seed(seed, epoch, rank, skip))
 
 
 class TensorLoader:

@@ -124,9 +124,9 @@ def optimize(
                      ResNet-50 takes ~20-40 s, which a one-off predict never earns back; pass
                      compile=True for serving and benchmarks
       compile_mode   'reduce-overhead' (CUDA graphs) for CUDA inference; 'default' for training,
-                     where `make_train_step` captures the whole step as one CUDA graph instead
+                     where the training step (resnets.train.step) is captured as one CUDA graph instead
       fold_bn, freeze  on for inference
-    fp16 on CUDA wants a GradScaler for training (`make_train_step` adds one); bf16 does not.
+    fp16 on CUDA wants a GradScaler for training (the training step adds one); bf16 does not.
     """
     if mode not in MODES:
         raise ResNetsError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")

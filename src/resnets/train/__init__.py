@@ -1,7 +1,8 @@
-"""Training: a config dataclass, named recipes, one readable loop, checkpoints that resume exactly."""
+"""Training: a config dataclass, named recipes, one training step, one readable loop, checkpoints
+that resume exactly, and `train`, which does what `resnets train` does."""
 
 from resnets.train.config import TrainConfig
-from resnets.train.loop import train
+from resnets.train.launch import train
 from resnets.train.recipes import RECIPES, list_recipes, resolve_recipe
 
 __all__ = ["RECIPES", "TrainConfig", "list_recipes", "resolve_recipe", "train"]

@@ -1,21 +1,140 @@
-"""What a run is made of, built from its config: data, model, optimizer, EMA, mixing, loaders."""
+"""What a run is made of, built from its config: a typed `Run` (data, model, DDP wrapper, the
+training step with its optimizer, scaler, EMA and mixing, loaders, schedule, device)."""
 
 from __future__ import annotations
+
+import math
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from resnets.data import load_data, make_loader
+from resnets.data import ImageData, load_data, make_loader
 from resnets.errors import ResNetsError
 from resnets.models.create import create_model, resolve_spec
 from resnets.models.zoo import default_input_size
-from resnets.train import ranks
+from resnets.train import distributed, ranks
 from resnets.train.config import TrainConfig
+from resnets.train.device import autocast, use_channels_last
+from resnets.train.guards import LossGuard
+from resnets.train.schedule import Schedule
+from resnets.train.step import TrainStep, build_step
 from resnets.weights.load import load_weights
 
 
-def load_training_data(config: TrainConfig):
+@dataclass
+class Run:
+    """Everything one process trains with, built once by `build_run` and read by the loop.
 
+    `model` holds the parameters and the state_dict names (what the optimizer, the EMA and the
+    saved files see); `ddp` is `model` or, with several processes, DistributedDataParallel around
+    it; the step calls `step.forward`, resnets.optimize's fast path around `ddp`.
+    """
+
+    config: TrainConfig
+    run_dir: Path
+    device: torch.device
+    world_size: int
+    data: ImageData
+    model: nn.Module
+    ddp: nn.Module
+    step: TrainStep
+    train_loader: Any
+    val_loader: Any
+    micro_batch: int  # images per process per micro-step
+    steps_per_epoch: int  # optimizer steps per epoch, the same on any world size
+    epochs: int
+    schedule: Schedule
+    amp: AbstractContextManager  # autocast at the run's precision (evaluation; the step has its own)
+    channels_last: bool
+
+    @property
+    def forward(self) -> nn.Module:
+        return self.step.forward
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.step.optimizer
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler:
+        return self.step.scaler
+
+    @property
+    def ema(self) -> torch.optim.swa_utils.AveragedModel | None:
+        return self.step.ema
+
+    @property
+    def guard(self) -> LossGuard:
+        return self.step.guard
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is evaluated and saved: the EMA weights when there are any, else the model."""
+        return self.step.ema.module if self.step.ema is not None else self.model
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoint"
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run directory (rank 0)."""
+        return ranks.is_main()
+
+
+def build_run(config: TrainConfig, run_dir: Path, device: torch.device) -> Run:
+    """Load the data, build the model, wrap it for DDP, build the step, the loaders and the schedule.
+
+    Raises ResNetsError (DataError, WeightsError, ...) for data, weights or settings that cannot
+    make a run, before any training step.
+    """
+    world = ranks.world_size()
+    data = load_training_data(config)
+    micro_batch = split_batch(config, world, len(data.train))
+    model = build_model(config, data)
+    channels_last = use_channels_last(config, device)
+    ddp = distributed.wrap(model, device, channels_last=channels_last, sync_bn=config.sync_bn)
+    step = build_step(
+        config,
+        model,
+        device,
+        num_classes=data.num_classes,
+        in_memory=data.train.in_memory,
+        world_size=world,
+        ddp=ddp,
+        checkpoint_dir=run_dir / "checkpoint",
+    )
+    train_loader, val_loader = build_loaders(config, data, device, micro_batch)
+    steps_per_epoch = max(1, len(data.train) // config.batch_size)  # the same on any world size
+    schedule = Schedule.from_config(config, steps_per_epoch)
+    return Run(
+        config=config,
+        run_dir=run_dir,
+        device=device,
+        world_size=world,
+        data=data,
+        model=model,
+        ddp=ddp,
+        step=step,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        micro_batch=micro_batch,
+        steps_per_epoch=steps_per_epoch,
+        epochs=math.ceil(schedule.total_steps / steps_per_epoch),
+        schedule=schedule,
+        amp=autocast(device, config.precision),
+        channels_last=channels_last,
+    )
+
+
+def load_training_data(config: TrainConfig) -> ImageData:
+    """The data `config` trains on, with its held-out split: what `train` loads, and what
+    `resnets eval RUN_DIR` loads again to evaluate on the run's own validation images (pass
+    `config.replace(data_dir=..., download=False)` to read it from elsewhere)."""
     return load_data(
         config.data,
         input_size=config.input_size,
@@ -29,70 +148,15 @@ def load_training_data(config: TrainConfig):
     )
 
 
-def build_model(config: TrainConfig, data) -> nn.Module:
-
+def build_model(config: TrainConfig, data: ImageData) -> nn.Module:
+    """The network of `config` sized for `data` (its classes and input channels), starting from
+    `config.weights` when fine-tuning."""
     model = create_model(
         config.model, num_classes=data.num_classes, in_channels=data.in_channels, **config.model_overrides()
     )
     if config.weights:  # fine-tuning: start from these weights (a resumed run then restores its own)
         load_weights(model, config.weights, reset_head=config.reset_head)
     return model
-
-
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper's) or AdamW; weight decay optionally off for BN and biases.
-
-    Both fused: one kernel updates every parameter (on CUDA and CPU), where the default (foreach)
-    takes several; the grad scaler and gradient clipping work with it unchanged."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (decay if config.decay_norm_and_bias or p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, fused=True)
-    return torch.optim.SGD(
-        groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, fused=True
-    )
-
-
-def build_ema(model: nn.Module, config: TrainConfig):
-    """An exponential moving average of weights and BN buffers, updated every step.
-
-    The decay ramps up as min(decay, (1 + n) / (10 + n)) over the first n updates (as in
-    TensorFlow's and timm's EMA), so early averages are not dominated by the random init.
-    """
-    if config.ema_decay is None:
-        return None
-    from torch.optim.swa_utils import AveragedModel
-
-    target = config.ema_decay
-
-    @torch.no_grad()
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
-        n = int(num_averaged)
-        decay = min(target, (1 + n) / (10 + n))
-        if averaged[0].is_floating_point():
-            torch._foreach_lerp_(averaged, current, 1.0 - decay)
-        else:  # BN's num_batches_tracked: a count, not something to average
-            torch._foreach_copy_(averaged, current)
-
-    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
-
-
-def build_mixing(config: TrainConfig, num_classes: int):
-    """torchvision's MixUp and/or CutMix on whole batches (one of the two per batch when both)."""
-    from torchvision.transforms import v2
-
-    mixes = []
-    if config.mixup_alpha > 0:
-        mixes.append(v2.MixUp(alpha=config.mixup_alpha, num_classes=num_classes))
-    if config.cutmix_alpha > 0:
-        mixes.append(v2.CutMix(alpha=config.cutmix_alpha, num_classes=num_classes))
-    if not mixes:
-        return None
-    return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
 
 
 def split_batch(config: TrainConfig, world: int, train_images: int) -> int:
@@ -111,8 +175,8 @@ def split_batch(config: TrainConfig, world: int, train_images: int) -> int:
     return config.batch_size // parts
 
 
-def build_loaders(config: TrainConfig, data, device: torch.device, micro_batch: int):
-
+def build_loaders(config: TrainConfig, data: ImageData, device: torch.device, micro_batch: int):
+    """This rank's training batches (micro-batches, augmented) and validation batches (its shard)."""
     augment = config.augment
     if augment == "auto":
         augment = "pad-crop" if data.train.in_memory else "resized-crop"

@@ -6,10 +6,7 @@ and RNG states as tensors) and `latest.json` (step, epoch, schedule state, histo
 the name of the tensor file). The JSON is written last and is the commit point: a crash while
 saving leaves the previous checkpoint whole. Every write is atomic (atomic.py); `keep_last` older
 tensor files are kept, each loadable on its own (its state is in its safetensors metadata).
-
-Nested state (an optimizer's state_dict) is split by `split_tensors` into a JSON skeleton whose
-tensors are replaced by {"__tensor__": key}; `join_tensors` puts them back. Dicts with non-string
-keys (optimizer state is keyed by parameter index) are kept as {"__items__": [[key, value], ...]}.
+What goes into the two files (the flattened optimizer state among it) is state.py's business.
 """
 
 from __future__ import annotations
@@ -24,40 +21,11 @@ from safetensors.torch import load_file, save_file
 
 from resnets.atomic import atomic_write, remove_stale_temps, write_json
 from resnets.errors import ResNetsError, WeightsError
-from resnets.train import faults
+from resnets.text import shorten
+from resnets.weights.format import check_finite as non_finite_keys
 
 LATEST = "latest.json"
 FORMAT = "resnets-checkpoint"
-
-
-def split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """JSON-able copy of `obj` with each tensor moved into `tensors` under a key from `prefix`."""
-    if isinstance(obj, torch.Tensor):
-        key = prefix
-        tensors[key] = obj.detach().cpu().contiguous()
-        return {"__tensor__": key}
-    if isinstance(obj, dict):
-        if all(isinstance(k, str) for k in obj):
-            return {k: split_tensors(v, f"{prefix}.{k}", tensors) for k, v in obj.items()}
-        return {"__items__": [[k, split_tensors(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
-    if isinstance(obj, (list, tuple)):
-        return [split_tensors(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"cannot store {type(obj).__name__} at {prefix} in a checkpoint")
-
-
-def join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """Inverse of `split_tensors`."""
-    if isinstance(obj, dict):
-        if set(obj) == {"__tensor__"}:
-            return tensors[obj["__tensor__"]]
-        if set(obj) == {"__items__"}:
-            return {k: join_tensors(v, tensors) for k, v in obj["__items__"]}
-        return {k: join_tensors(v, tensors) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [join_tensors(v, tensors) for v in obj]
-    return obj
 
 
 def save_checkpoint(
@@ -87,7 +55,6 @@ def save_checkpoint(
     kept = kept[-max(1, keep_last) :]
     try:
         atomic_write(folder / name, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
-        faults.in_save()
         write_json(folder / LATEST, {**state, "tensors": name, "checkpoints": kept})
     except OSError as exc:
         before = describe_checkpoint(folder)
@@ -102,11 +69,10 @@ def save_checkpoint(
 
 
 def check_finite(tensors: dict[str, torch.Tensor]) -> None:
-    """Raise ResNetsError naming the tensors that hold NaN or infinity."""
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    """Raise ResNetsError naming the tensors that hold NaN or infinity (weights.format's check)."""
+    bad = non_finite_keys(tensors)
     if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise ResNetsError(f"refusing to save a checkpoint with non-finite values in {shown}")
+        raise ResNetsError(f"refusing to save a checkpoint with non-finite values in {shorten(bad, 5)}")
 
 
 def committed_names(folder: Path) -> list[str]:

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resnets.errors import ResNetsError
+from resnets.models.create import MODEL_OVERRIDES
+from resnets.runtime import device as runtime_device
+from resnets.runtime.optimize import COMPILE_MODES
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
-PRECISIONS = ("fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = tuple(runtime_device.PRECISIONS)
+DEVICES = runtime_device.DEVICES
 
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -120,6 +123,13 @@ class TrainConfig:
     device: str = _f("auto", "device", DEVICES)
     precision: str = _f("fp32", "autocast precision (fp16 adds a gradient scaler)", PRECISIONS)
     compile: bool = _f(False, "torch.compile the model")
+    compile_mode: str | None = _f(
+        None, "with --compile: torch.compile's mode (default: torch.compile's default)", COMPILE_MODES
+    )
+    cuda_graph: bool | None = _f(
+        None,
+        "capture the whole training step as one CUDA graph (default: whenever it can be: CUDA, one process, in-memory data, fp32 or bf16, without --skip-nonfinite, --checkpoint-activations or a compile mode with CUDA graphs of its own)",
+    )
     channels_last: bool | None = _f(None, "channels-last memory format (default: on for CUDA)")
     checkpoint_activations: bool = _f(
         False,
@@ -161,6 +171,8 @@ class TrainConfig:
         values of the wrong type are one-line ResNetsErrors, not failures later in the run."""
         if not isinstance(data, dict):
             raise ResNetsError(f"a config is a table of fields, got {type(data).__name__}")
+        if "width" in data and "width_multiplier" not in data:  # the field's name in earlier runs
+            data = {("width_multiplier" if k == "width" else k): v for k, v in data.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -201,10 +213,14 @@ class TrainConfig:
             raise ResNetsError("pad must be >= 0")
         if self.reset_head and not self.weights:
             raise ResNetsError("reset_head needs weights to start from (--weights PATH)")
+        if self.compile_mode is not None and not self.compile:
+            raise ResNetsError("compile_mode chooses how to compile; it needs compile (--compile)")
         return self
 
     def model_overrides(self) -> dict[str, Any]:
-        keys = ("shortcut", "width_multiplier", "drop_path_rate", "zero_init_residual")
+        """The model overrides this config sets (models.create.MODEL_OVERRIDES; the data decides
+        num_classes and in_channels)."""
+        keys = [k for k in MODEL_OVERRIDES if k not in ("num_classes", "in_channels")]
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 

@@ -27,7 +27,8 @@ def use_channels_last(config: TrainConfig, device: torch.device) -> bool:
 
 
 def set_determinism(config: TrainConfig, device: torch.device) -> None:
-    """Seed, threads and algorithm choice. Deterministic mode trades speed for bit-identical reruns."""
+    """Torch's seed, threads and algorithm choice. Deterministic mode trades speed for
+    bit-identical reruns. (Python's RNG is seeded by `seed_python` once the run is built.)"""
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.deterministic:
@@ -39,10 +40,18 @@ def set_determinism(config: TrainConfig, device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = not config.deterministic
         torch.backends.cudnn.allow_tf32 = not config.deterministic
     torch.manual_seed(config.seed)
-    random.seed(config.seed)  # Python's RNG too, so it is part of the bit-identical state
+
+
+def seed_python(config: TrainConfig) -> None:
+    """Seed Python's RNG, part of the bit-identical state a checkpoint keeps. Called after the run
+    is built: libraries the data and model code import on first use may draw from it at import
+    time (rich, imported by scikit-learn, does), which would make a fresh process's stream differ
+    from one that had imported them already."""
+    random.seed(config.seed)
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    """runtime.device.autocast, refusing fp16 off CUDA (training would need its grad scaler there)."""
     if precision == "fp16" and device.type != "cuda":
         raise ResNetsError("--precision fp16 needs CUDA; on CPU use bf16 or fp32")
     return runtime_device.autocast(device, precision)
@@ -57,10 +66,12 @@ def speed_up(model: nn.Module, config: TrainConfig, device: torch.device) -> nn.
         device=device,
         precision="fp32",
         compile=config.compile,
+        compile_mode=config.compile_mode if config.compile else None,
         channels_last=use_channels_last(config, device),
         checkpoint_activations=config.checkpoint_activations,
     )
 
 
 def to_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """`x` (N, C, H, W) in the memory format the network runs in."""
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x

@@ -4,21 +4,19 @@ torchrun (`python -m torch.distributed.run`) starts one process per device and t
 is in RANK, WORLD_SIZE and LOCAL_RANK (with MASTER_ADDR/MASTER_PORT for the rendezvous). Its
 elastic agent restarts the whole group when a worker dies, up to `--max-restarts` times,
 counting attempts in TORCHELASTIC_RESTART_COUNT; a restarted worker resumes from the run
-directory's last checkpoint (cli.run_train decides that from `restart_count()`).
+directory's last checkpoint (launch.py decides that from `restart_count()`).
 
-What lives here: joining and leaving the process group (NCCL on CUDA, gloo on CPU), the DDP
-wrap (with optional SyncBatchNorm), `no_sync` for gradient accumulation, per-rank seeds, the
-test-only fault hook, and the `resnets train --nproc-per-node` launcher. Which rank this is and
-how metrics are summed stays in ranks.py.
+What lives here: what torchrun told this process, joining and leaving the process group (NCCL on
+CUDA, gloo on CPU), the run directory every rank agrees on, the DDP wrap (with optional
+SyncBatchNorm), `no_sync` for gradient accumulation and per-rank seeds. Starting torchrun is in
+launch.py; which rank this is and how metrics are summed stays in ranks.py.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
@@ -26,14 +24,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from resnets.data.seeds import mix_seed
 from resnets.errors import ResNetsError
 from resnets.runtime.device import resolve_device
 from resnets.train import ranks
 from resnets.train.run_dir import default_run_dir
-
-# Test-only fault injection: "RANK:STEP" kills that rank (SIGKILL, as an OOM killer or a lost
-# machine would) right after optimizer step STEP, on the first attempt only, so the restarted
-# group runs through; "RANK:STEP:every" kills it on every attempt, so restarts run out.
 
 
 def launched_by_torchrun() -> bool:
@@ -42,6 +37,11 @@ def launched_by_torchrun() -> bool:
 
 def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1")) if launched_by_torchrun() else 1
+
+
+def env_rank() -> int:
+    """This process's global rank as torchrun set it (0 outside torchrun), group joined or not."""
+    return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
 
 
 def restart_count() -> int:
@@ -168,7 +168,7 @@ def broadcast_buffers(module: nn.Module) -> None:
             dist.broadcast(buffer, src=0)
 
 
-def no_sync(module: nn.Module, skip: bool) -> AbstractContextManager:
+def no_sync(module: nn.Module | None, skip: bool) -> AbstractContextManager:
     """Accumulate gradients locally (no all-reduce) when `skip`: all but the last micro-step."""
     if skip and hasattr(module, "no_sync"):
         return module.no_sync()
@@ -180,45 +180,4 @@ def seed_rank(seed: int, step: int) -> None:
 
     Initial weights are the same everywhere anyway: DDP broadcasts rank 0's at the wrap.
     """
-    torch.manual_seed((seed * 1_000_003 + ranks.rank()) * 1_000_003 + step)
-
-
-def torchrun_command(train_args: Sequence[str], nproc: int, restarts: int) -> list[str]:
-    """`python -m torch.distributed.run --standalone ... -m resnets train ARGS` (single node)."""
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        f"--max-restarts={restarts}",
-        "-m",
-        "resnets",
-        "train",
-        *train_args,
-    ]
-
-
-def launch(train_args: Sequence[str], nproc: int, restarts: int) -> int:
-    """Run `resnets train ARGS` in `nproc` processes under torchrun; return torchrun's exit code."""
-    if launched_by_torchrun():
-        raise ResNetsError("--nproc-per-node starts torchrun; under torchrun already, drop it")
-    if nproc < 1 or restarts < 0:
-        raise ResNetsError("--nproc-per-node must be >= 1 and --max-restarts >= 0")
-    return subprocess.run(torchrun_command(train_args, nproc, restarts)).returncode
-
-
-def strip_flags(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
-    """`argv` without the given `--flag VALUE` / `--flag=VALUE` options (argparse abbreviations too)."""
-    out: list[str] = []
-    skip_next = False
-    for token in argv:
-        if skip_next:
-            skip_next = False
-            continue
-        name = token.split("=", 1)[0]
-        if len(name) > 2 and name.startswith("--") and any(f.startswith(name) for f in flags):
-            skip_next = "=" not in token
-            continue
-        out.append(token)
-    return out
+    torch.manual_seed(mix_seed(seed, ranks.rank(), step))

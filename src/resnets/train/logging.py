@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from resnets.atomic import write_text
 from resnets.errors import ResNetsError
+from resnets.text import shorten
 
 COLUMNS = (
     "epoch",
@@ -30,6 +31,8 @@ COLUMNS = (
     "seconds",
     "skipped",
 )
+# What TensorBoard plots against the step: every number of a row but the counters and timing.
+SCALARS = tuple(c for c in COLUMNS if c not in ("epoch", "step", "seconds", "skipped"))
 # (header, width, format) of the console table; accuracies in percent.
 TABLE = (
     ("epoch", 7, "{:>7}"),
@@ -63,6 +66,10 @@ def format_row(row: dict[str, Any], epochs: int) -> str:
         row["seconds"],
     )
     return "  ".join(fmt.format(v) for (_, _, fmt), v in zip(TABLE, values))
+
+
+def skipped_text(files: list[str]) -> str:
+    return f"skipped {len(files)} unreadable image(s) this epoch: {shorten(files, 10)}"
 
 
 def format_duration(seconds: float) -> str:
@@ -104,22 +111,18 @@ class RunLog:
         )
 
     def epoch(self, row: dict[str, Any], history: Sequence[dict[str, Any]], epochs: int) -> None:
+        """metrics.csv rewritten with `history`; on the console the table row (and the header
+        first) and, on stderr, the unreadable images the epoch skipped."""
         write_metrics_csv(self.run_dir / "metrics.csv", history)
         if self.console:
             if not self._printed_header:
                 print(format_header(), file=self.table_stream, flush=True)
                 self._printed_header = True
             print(format_row(row, epochs), file=self.table_stream, flush=True)
+            if row.get("skipped_files"):
+                print(skipped_text(row["skipped_files"]), file=sys.stderr, flush=True)
         if self.writer is not None:
-            for key in (
-                "lr",
-                "train_loss",
-                "train_top1",
-                "val_loss",
-                "val_top1",
-                "val_top5",
-                "images_per_second",
-            ):
+            for key in SCALARS:
                 self.writer.add_scalar(key, row[key], row["step"])
             self.writer.flush()
 
