@@ -10,8 +10,6 @@ from pathlib import Path
 import resnets
 
 SRC = Path(resnets.__file__).parent
-# The one deliberate lazy import: `resnets.Classifier` keeps `import resnets` free of PIL.
-ALLOWED_LAZY = {("__init__.py", "resnets.infer")}
 
 
 def test_no_module_imports_our_own_modules_inside_a_function():
@@ -27,7 +25,7 @@ def test_no_module_imports_our_own_modules_inside_a_function():
                 names = [a.name for a in node.names]
             for name in names:
                 rel = str(path.relative_to(SRC))
-                if name.split(".")[0] == "resnets" and (rel, name) not in ALLOWED_LAZY:
+                if name.split(".")[0] == "resnets":
                     hidden.append(f"{rel}:{node.lineno} imports {name}")
     assert not hidden, "imports of our own modules inside functions hide the layering:\n" + "\n".join(hidden)
 

@@ -1,5 +1,6 @@
 """resnets: the ResNet family of He et al. 2015, exact, fast and safe to run."""
 
+from resnets.infer import Classifier
 from resnets.inspect.summary import summary
 from resnets.models import ResNet, ResNetSpec, create_model, list_models
 from resnets.runtime.fold_bn import fold_bn
@@ -23,12 +24,3 @@ __all__ = [
     "summary",
     "train",
 ]
-
-
-def __getattr__(name: str):
-    # Classifier pulls in torchvision and PIL; `import resnets` (and `resnets list`) stays light.
-    if name == "Classifier":
-        from resnets.infer import Classifier
-
-        return Classifier
-    raise AttributeError(f"module 'resnets' has no attribute {name!r}")

@@ -8,17 +8,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from resnets.atomic import atomic_write
+
+
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on the Agg canvas (no display). matplotlib is imported here, when a
+    figure is drawn, not when `resnets` is imported (it costs ~0.4 s)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def plot_curves(path: Path, history: Sequence[dict[str, Any]], title: str = "") -> None:
     """Loss and top-1 accuracy against epoch, train and val: curves.png (matplotlib, Agg)."""
     epochs = [r["epoch"] for r in history]
-    fig = Figure(figsize=(10, 4), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = _figure(10, 4)
     loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(epochs, [r["train_loss"] for r in history], label="train")
     loss_ax.plot(epochs, [r["val_loss"] for r in history], label="val")
@@ -40,8 +48,7 @@ def plot_confusion(path: Path, confusion: torch.Tensor, classes: list[str], titl
     n = len(classes)
     share = confusion.double() / confusion.sum(1, keepdim=True).clamp_min(1)
     side = min(24.0, max(5.0, 0.45 * n + 2))
-    fig = Figure(figsize=(side, side), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = _figure(side, side)
     ax = fig.subplots()
     image = ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")

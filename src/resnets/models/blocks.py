@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -54,10 +55,6 @@ def make_drop_path(p: float) -> nn.Module:
     """
     if p == 0.0:
         return nn.Identity()
-    # Imported here so that `import resnets` stays free of torchvision (and PIL) until a network
-    # with stochastic depth is built.
-    from torchvision.ops import StochasticDepth
-
     return StochasticDepth(p, mode="row")
 
 
