@@ -50,8 +50,8 @@ def expected_params(spec: ResNetSpec) -> int:
     left); bottleneck: 1x1 reduce, 3x3 (grouped: ResNeXt), 1x1 expand x4 (Fig. 5 right), with
     the 3x3 width int(w * width_per_group / 64) * groups (torchvision's rule); shortcut B
     projects (1x1 conv + BN) where the shape changes, C everywhere, A and plain never (sec. 3.3);
-    pre-activation puts a BN on each block's input instead of after its last conv, and one
-    after the last stage (He et al. 2016).
+    pre-activation puts a BN on each block's input instead of after its last conv, one after
+    the last stage, and no BN after a projection (He et al. 2016; the authors' code).
     """
 
     def conv(cin: int, cout: int, k: int, groups: int = 1) -> int:
@@ -82,7 +82,7 @@ def expected_params(spec: ResNetSpec) -> int:
                 total += 2 * (cin + w) if spec.preact else 2 * (2 * w)
             projects = spec.shortcut == "C" or (spec.shortcut == "B" and (stride != 1 or cin != cout))
             if projects and not spec.plain:
-                total += conv(cin, cout, 1) + 2 * cout
+                total += conv(cin, cout, 1) + (0 if spec.preact else 2 * cout)
             cin = cout
     if spec.preact:
         total += 2 * cin

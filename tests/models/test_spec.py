@@ -50,13 +50,14 @@ def test_the_name_is_given_at_construction():
 
 
 def test_each_block_takes_only_the_arguments_it_uses():
-    basic = ["self", "in_channels", "width", "stride", "shortcut", "drop_path_rate"]
-    bottleneck = [*basic, "stride_on", "inner_width", "groups"]
+    common = ["self", "in_channels", "width", "stride", "shortcut", "drop_path_rate"]
+    basic = [*common, "dilation", "first_dilation"]
+    bottleneck = [*common, "stride_on", "inner_width", "groups", "dilation"]
     for block, expected in [
         (BasicBlock, basic),
-        (PreActBasicBlock, basic),
+        (PreActBasicBlock, [*basic, "shortcut_from_preact"]),
         (Bottleneck, bottleneck),
-        (PreActBottleneck, bottleneck),
+        (PreActBottleneck, [*bottleneck, "shortcut_from_preact"]),
     ]:
         assert list(inspect.signature(block.__init__).parameters) == expected, block.__name__
     with pytest.raises(TypeError):

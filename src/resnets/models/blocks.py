@@ -3,6 +3,8 @@
 Module names follow torchvision (`conv1`, `bn1`, ..., `downsample`) so that published
 checkpoints load unchanged. `downsample` is the shortcut: an `nn.Identity` when shapes match,
 `ZeroPadShortcut` for option A, a 1x1 projection for B/C, and None in plain networks.
+Every 3x3 conv may be dilated (a network with an `output_stride`); `dilation` pads by as much,
+so a stride-1 3x3 keeps the map's size dilated or not.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    """3x3 conv with padding 1: O = floor((I + 2 - 3) / S) + 1, so stride 1 keeps the size."""
-    return nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, groups=groups, bias=False)
+def conv3x3(
+    in_channels: int, out_channels: int, stride: int = 1, groups: int = 1, dilation: int = 1
+) -> nn.Conv2d:
+    """3x3 conv with padding = dilation d: O = floor((I + 2d - 2d - 1) / S) + 1, so stride 1 keeps
+    the size (d = 1: the paper's 3x3; d > 1: dilated, torchvision's and timm's convention)."""
+    return nn.Conv2d(
+        in_channels, out_channels, 3, stride, padding=dilation, dilation=dilation, groups=groups, bias=False
+    )
 
 
 def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -58,26 +65,49 @@ def make_drop_path(p: float) -> nn.Module:
     return StochasticDepth(p, mode="row")
 
 
-def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, avg_down: bool) -> nn.Module:
+def make_shortcut(
+    kind: str,
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    *,
+    avg_down: bool = False,
+    dilated: bool = False,
+    norm: bool = True,
+) -> nn.Module:
     """The shortcut of one block, mapping (N, in_channels, H, W) to (N, out_channels, H/stride, W/stride).
 
     He et al. 2015, sec. 3.3: option A ("A") is an identity that zero-pads new channels; "B"
     projects (1x1 conv + BN) only where the shape changes; "C" projects everywhere. `avg_down`
-    (ResNet-D, Bag of Tricks sec. 4.1) averages 2x2 windows before an unstrided projection.
-    Identity when shapes match (A, B). `kind` is validated by ResNetSpec.
+    (ResNet-D, Bag of Tricks sec. 4.1) averages 2x2 windows before an unstrided projection; in a
+    block that dilates instead of striding (`dilated`) the 2x2 average keeps the size, padded
+    right and bottom (timm's `AvgPool2dSame`). `norm=False` leaves the projection a bare 1x1
+    conv, as the pre-activation networks' authors have it (He et al. 2016; resnet-1k-layers'
+    resnet-pre-act.lua, fb.resnet.torch's preresnet.lua). Identity when shapes match (A, B).
+    `kind` is validated by ResNetSpec.
     """
     shape_changes = stride != 1 or in_channels != out_channels
     if kind != "C" and not shape_changes:
         return nn.Identity()
     if kind == "A":
         return ZeroPadShortcut(in_channels, out_channels, stride)
+    layers: list[nn.Module] = []
     if avg_down:
         # ResNet-D: average instead of skipping 3/4 of the input with a strided 1x1 conv.
-        pool = (
-            nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if stride != 1 else nn.Identity()
-        )
-        return nn.Sequential(pool, conv1x1(in_channels, out_channels), nn.BatchNorm2d(out_channels))
-    return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+        layers.append(_average_pool(stride, dilated))
+        stride = 1
+    layers.append(conv1x1(in_channels, out_channels, stride))
+    if norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    return nn.Sequential(*layers)
+
+
+def _average_pool(stride: int, dilated: bool) -> nn.Module:
+    if stride != 1:
+        return nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+    if dilated:  # zero padding that counts in the mean, as timm's AvgPool2dSame pads
+        return nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.AvgPool2d(2, 1))
+    return nn.Identity()
 
 
 class BasicBlock(nn.Module):
@@ -94,17 +124,22 @@ class BasicBlock(nn.Module):
         stride: int,
         shortcut: nn.Module | None,
         drop_path_rate: float = 0.0,
+        *,
+        dilation: int = 1,
+        first_dilation: int | None = None,
     ) -> None:
         """Maps (N, in_channels, H, W) to (N, width, H/stride, W/stride); the first 3x3 strides.
 
         `shortcut` is the block's `downsample` (see `make_shortcut`), None in a plain network;
-        `drop_path_rate` is this block's stochastic-depth probability.
+        `drop_path_rate` is this block's stochastic-depth probability. `dilation` dilates the
+        second 3x3, `first_dilation` (default: `dilation`) the first: the first block of a
+        dilated stage keeps the previous stage's dilation there (timm's BasicBlock).
         """
         super().__init__()
-        self.conv1 = conv3x3(in_channels, width, stride)
+        self.conv1 = conv3x3(in_channels, width, stride, dilation=first_dilation or dilation)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(width, width)
+        self.conv2 = conv3x3(width, width, dilation=dilation)
         self.bn2 = nn.BatchNorm2d(width)
         self.downsample = shortcut
         self.drop_path = make_drop_path(drop_path_rate)
@@ -142,18 +177,21 @@ class Bottleneck(nn.Module):
         stride_on: str = "3x3",
         inner_width: int | None = None,
         groups: int = 1,
+        dilation: int = 1,
     ) -> None:
         """Maps (N, in_channels, H, W) to (N, 4 * width, H/stride, W/stride).
 
         `stride_on` ("1x1" or "3x3") picks the strided conv; `inner_width` is the filters of the
         1x1 reduce and the 3x3 (default `width`; wider for wide ResNets and ResNeXt); `groups`
-        is the 3x3's cardinality (ResNeXt, Xie et al. 2017). Other arguments as for BasicBlock.
+        is the 3x3's cardinality (ResNeXt, Xie et al. 2017); `dilation` dilates the 3x3 (the
+        first block of a dilated stage keeps the previous stage's, as in torchvision). Other
+        arguments as for BasicBlock.
         """
         super().__init__()
         inner = inner_width or width
         self.conv1 = conv1x1(in_channels, inner, stride if stride_on == "1x1" else 1)
         self.bn1 = nn.BatchNorm2d(inner)
-        self.conv2 = conv3x3(inner, inner, stride if stride_on == "3x3" else 1, groups)
+        self.conv2 = conv3x3(inner, inner, stride if stride_on == "3x3" else 1, groups, dilation)
         self.bn2 = nn.BatchNorm2d(inner)
         self.conv3 = conv1x1(inner, width * self.expansion)
         self.bn3 = nn.BatchNorm2d(width * self.expansion)
@@ -177,8 +215,12 @@ class Bottleneck(nn.Module):
 class PreActBasicBlock(nn.Module):
     """BN-ReLU-conv twice, then add: the identity path stays clean (He et al. 2016, Fig. 4e).
 
-    A projection shortcut reads the pre-activated input, as in the authors' code; an identity
-    shortcut reads the raw input.
+    The first unit of each stage shares its BN-ReLU between both paths: its shortcut (identity,
+    zero-padding or projection) reads the pre-activated input (He et al. 2016, appendix: the
+    first unit after conv1 takes "the first activation right after conv1 and before splitting
+    into two paths"; fb.resnet.torch's preresnet.lua 'no_preact'/'both_preact' units, the
+    authors' resnet-pre-act.lua "Residual Units for increasing dimensions"). In every other
+    unit the shortcut reads the raw input.
     """
 
     expansion = 1
@@ -192,16 +234,22 @@ class PreActBasicBlock(nn.Module):
         stride: int,
         shortcut: nn.Module | None,
         drop_path_rate: float = 0.0,
+        *,
+        dilation: int = 1,
+        first_dilation: int | None = None,
+        shortcut_from_preact: bool = False,
     ) -> None:
-        """Arguments and shapes as for BasicBlock."""
+        """Arguments and shapes as for BasicBlock; `shortcut_from_preact`: the shortcut reads
+        the BN-ReLU output (the first unit of a stage) instead of the raw input."""
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
-        self.conv1 = conv3x3(in_channels, width, stride)
+        self.conv1 = conv3x3(in_channels, width, stride, dilation=first_dilation or dilation)
         self.bn2 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width)
+        self.conv2 = conv3x3(width, width, dilation=dilation)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = shortcut
         self.drop_path = make_drop_path(drop_path_rate)
+        self.shortcut_from_preact = shortcut_from_preact
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = torch.relu(self.bn1(x))
@@ -209,7 +257,7 @@ class PreActBasicBlock(nn.Module):
         out = self.conv2(self.relu(self.bn2(out)))
         if self.downsample is None:
             return out
-        return self.drop_path(out) + _shortcut_input(self.downsample, x, pre)
+        return self.drop_path(out) + self.downsample(pre if self.shortcut_from_preact else x)
 
     def branch_end(self) -> nn.Module:
         """The residual branch's last layer: zero its weight and the block starts as identity."""
@@ -217,7 +265,8 @@ class PreActBasicBlock(nn.Module):
 
 
 class PreActBottleneck(nn.Module):
-    """Pre-activation bottleneck: BN-ReLU before each of 1x1, 3x3, 1x1 (He et al. 2016)."""
+    """Pre-activation bottleneck: BN-ReLU before each of 1x1, 3x3, 1x1 (He et al. 2016, Fig. 4e
+    and Table 2's ResNet-164/1001); the shortcut reads as in PreActBasicBlock."""
 
     expansion = 4
     conv_bn_pairs = (("conv1", "bn2"), ("conv2", "bn3"))
@@ -233,19 +282,22 @@ class PreActBottleneck(nn.Module):
         stride_on: str = "3x3",
         inner_width: int | None = None,
         groups: int = 1,
+        dilation: int = 1,
+        shortcut_from_preact: bool = False,
     ) -> None:
-        """Arguments and shapes as for Bottleneck."""
+        """Arguments and shapes as for Bottleneck; `shortcut_from_preact` as for PreActBasicBlock."""
         super().__init__()
         inner = inner_width or width
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = conv1x1(in_channels, inner, stride if stride_on == "1x1" else 1)
         self.bn2 = nn.BatchNorm2d(inner)
-        self.conv2 = conv3x3(inner, inner, stride if stride_on == "3x3" else 1, groups)
+        self.conv2 = conv3x3(inner, inner, stride if stride_on == "3x3" else 1, groups, dilation)
         self.bn3 = nn.BatchNorm2d(inner)
         self.conv3 = conv1x1(inner, width * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = shortcut
         self.drop_path = make_drop_path(drop_path_rate)
+        self.shortcut_from_preact = shortcut_from_preact
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = torch.relu(self.bn1(x))
@@ -254,17 +306,11 @@ class PreActBottleneck(nn.Module):
         out = self.conv3(self.relu(self.bn3(out)))
         if self.downsample is None:
             return out
-        return self.drop_path(out) + _shortcut_input(self.downsample, x, pre)
+        return self.drop_path(out) + self.downsample(pre if self.shortcut_from_preact else x)
 
     def branch_end(self) -> nn.Module:
         """The residual branch's last layer: zero its weight and the block starts as identity."""
         return self.conv3
-
-
-def _shortcut_input(shortcut: nn.Module, x: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
-    if isinstance(shortcut, (nn.Identity, ZeroPadShortcut)):
-        return shortcut(x)
-    return shortcut(pre)
 
 
 def block_class(block: str, preact: bool) -> type[nn.Module]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
+from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
 from resnets.errors import SpecError
+from resnets.models.features import ResNetFeatures
 from resnets.models.notation import spec_from_notation
 from resnets.models.resnet import ResNet
 from resnets.models.spec import ResNetSpec
@@ -29,9 +32,18 @@ MODEL_OVERRIDES = (
 _COMPACT = re.compile(r"(?P<block>basic|bottleneck):(?P<depths>\d+(?:-\d+)*)(?::(?P<widths>\d+(?:-\d+)*))?")
 
 
-def list_models() -> list[str]:
-    """Every named network, in the order of the zoo table (zoo.py)."""
-    return list(ZOO)
+def list_models(filter: str | Sequence[str] = "", exclude_filters: str | Sequence[str] = "") -> list[str]:
+    """The named networks, in the order of the zoo table (zoo.py): all of them, or those matching
+    any of the shell-style patterns in `filter` ("resnet5*", "preact_*") and none of
+    `exclude_filters` (fnmatch, case-sensitive, as timm.list_models)."""
+    include = [filter] if isinstance(filter, str) else list(filter)
+    exclude = [exclude_filters] if isinstance(exclude_filters, str) else list(exclude_filters)
+    return [
+        name
+        for name in ZOO
+        if (not any(include) or any(fnmatch.fnmatchcase(name, p) for p in include if p))
+        and not any(fnmatch.fnmatchcase(name, p) for p in exclude if p)
+    ]
 
 
 def resolve_spec(name_or_spec: str | ResNetSpec, **overrides: Any) -> ResNetSpec:
@@ -57,26 +69,61 @@ def resolve_spec(name_or_spec: str | ResNetSpec, **overrides: Any) -> ResNetSpec
     return spec.replace(**overrides)
 
 
+@overload
 def create_model(
     name_or_spec: str | ResNetSpec,
     *,
     name: str | None = None,
     device: str | torch.device | None = None,
+    features_only: Literal[False] = False,
+    out_indices: None = None,
     **overrides: Any,
-) -> ResNet:
+) -> ResNet: ...
+
+
+@overload
+def create_model(
+    name_or_spec: str | ResNetSpec,
+    *,
+    name: str | None = None,
+    device: str | torch.device | None = None,
+    features_only: Literal[True],
+    out_indices: int | Sequence[int] | None = None,
+    **overrides: Any,
+) -> ResNetFeatures: ...
+
+
+def create_model(
+    name_or_spec: str | ResNetSpec,
+    *,
+    name: str | None = None,
+    device: str | torch.device | None = None,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+    **overrides: Any,
+) -> ResNet | ResNetFeatures:
     """Build a ResNet: `create_model("resnet50")`, `create_model("resnet20", shortcut="B")`,
     `create_model("bottleneck:3-4-6-3")` or `create_model("[3x3,16; 3x3,16]x3, ...")`.
 
-    `overrides` are ResNetSpec fields (see `resolve_spec`). The model's `name` is the text it
-    was built from (a ResNetSpec gives "custom") unless `name` is given. `device="meta"` builds
-    without allocating or initialising weights: shapes only, instant for any size. Raises
-    SpecError for unknown names, options or invalid values.
+    `overrides` are ResNetSpec fields (see `resolve_spec`): `num_classes=0` gives a headless
+    network returning pooled (N, num_features) features, `output_stride=8` or `16` a dilated
+    one, as in timm. The model's `name` is the text it was built from (a ResNetSpec gives
+    "custom") unless `name` is given. `device="meta"` builds without allocating or initialising
+    weights: shapes only, instant for any size.
+
+    `features_only=True` returns a backbone instead (models/features.py): forward gives the
+    feature maps of the levels `out_indices` (0: the stem's activation, 1..N: the stages;
+    default all), with timm's `feature_info`. Raises SpecError for unknown names, options or
+    invalid values, or out_indices without features_only; InputError for a level out of range.
     """
+    if out_indices is not None and not features_only:
+        raise SpecError("out_indices selects feature maps: pass features_only=True with it")
     spec = resolve_spec(name_or_spec, **overrides)
     if name is None:
         name = name_or_spec if isinstance(name_or_spec, str) else "custom"
     with torch.device(device) if device is not None else nullcontext():
-        return ResNet(spec, name=name)
+        model = ResNet(spec, name=name)
+        return ResNetFeatures(model, out_indices) if features_only else model
 
 
 def _spec_from_compact(text: str) -> ResNetSpec:

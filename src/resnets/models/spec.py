@@ -41,6 +41,14 @@ class ResNetSpec:
         channel); 1/16 keeps a network's wiring at a fraction of its cost.
     drop_path_rate: stochastic depth, rising linearly to this rate at the last block.
     zero_init_residual: start each residual branch at zero (Goyal et al. 2017).
+    num_classes: outputs of the fc layer; 0 leaves the network headless (fc = Identity), so it
+        returns the pooled (N, num_features) features (timm's convention).
+    output_stride: how much the network shrinks its input, when less than its own total stride
+        (32 for ImageNet stems, 4 for CIFAR): the last stages keep their resolution and dilate
+        their 3x3 convs instead of striding (torchvision's `replace_stride_with_dilation`, timm's
+        `output_stride`; Chen et al. 2017, DeepLab). 8 dilates conv4_x by 2 and conv5_x by 4, 16
+        conv5_x by 2. None (the default, and what the total stride itself normalises to) is the
+        undilated network.
     """
 
     block: str
@@ -60,6 +68,7 @@ class ResNetSpec:
     width_multiplier: float = 1.0
     drop_path_rate: float = 0.0
     zero_init_residual: bool = False
+    output_stride: int | None = None
 
     def __post_init__(self) -> None:
         """Normalise depths/widths to int tuples and refuse inconsistent specs with SpecError."""
@@ -76,9 +85,12 @@ class ResNetSpec:
         for name, values in (("depths", self.depths), ("widths", self.widths)):
             if any(v < 1 for v in values):
                 raise SpecError(f"{name} must all be >= 1, got {values}")
-        for name in ("groups", "width_per_group", "num_classes", "in_channels", "stem_width"):
+        for name in ("groups", "width_per_group", "in_channels", "stem_width"):
             if getattr(self, name) < 1:
                 raise SpecError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_classes < 0:
+            raise SpecError(f"num_classes must be >= 0 (0: no classifier), got {self.num_classes}")
+        self._check_output_stride()
         if self.width_multiplier <= 0:
             raise SpecError(f"width_multiplier must be > 0, got {self.width_multiplier}")
         if not 0.0 <= self.drop_path_rate < 1.0:
@@ -96,6 +108,20 @@ class ResNetSpec:
                 raise SpecError(
                     f"shortcut 'A' can only add channels by zero-padding; stage outputs {outs} shrink"
                 )
+
+    def _check_output_stride(self) -> None:
+        """Refuse an output stride the stages cannot give; store the undilated one as None."""
+        if self.output_stride is None:
+            return
+        natural = self.stem_stride * 2 ** (len(self.depths) - 1)
+        allowed = [self.stem_stride * 2**k for k in range(len(self.depths))]
+        if not isinstance(self.output_stride, int) or self.output_stride not in allowed:
+            raise SpecError(
+                f"output_stride must be one of {', '.join(map(str, allowed))} for this network "
+                f"(a stride of 2 per stage after the stem), got {self.output_stride}"
+            )
+        if self.output_stride == natural:
+            object.__setattr__(self, "output_stride", None)
 
     @property
     def expansion(self) -> int:
@@ -131,8 +157,24 @@ class ResNetSpec:
 
     @property
     def stage_strides(self) -> tuple[int, ...]:
-        """The first stage keeps the stem's resolution; each later stage halves it."""
-        return (1,) + (2,) * (len(self.depths) - 1)
+        """The first stage keeps the stem's resolution; each later stage halves it, unless
+        `output_stride` has it dilate instead (stride 1)."""
+        return tuple(s for s, _ in self._strides_and_dilations())
+
+    @property
+    def stage_dilations(self) -> tuple[int, ...]:
+        """The dilation of each stage's 3x3 convs: 1 everywhere unless `output_stride` is set;
+        a dilated stage multiplies the dilation by the stride it gives up (torchvision's rule)."""
+        return tuple(d for _, d in self._strides_and_dilations())
+
+    def _strides_and_dilations(self) -> list[tuple[int, int]]:
+        reduction, dilation, out = self.stem_stride, 1, []
+        for stride in (1,) + (2,) * (len(self.depths) - 1):
+            if self.output_stride is not None and reduction * stride > self.output_stride:
+                dilation, stride = dilation * stride, 1
+            reduction *= stride
+            out.append((stride, dilation))
+        return out
 
     @property
     def stem_stride(self) -> int:
@@ -141,8 +183,9 @@ class ResNetSpec:
 
     @property
     def total_stride(self) -> int:
-        """How much the network shrinks its input: 32 for ImageNet ResNets, 4 for CIFAR ones."""
-        return self.stem_stride * 2 ** (len(self.depths) - 1)
+        """How much the network shrinks its input: 32 for ImageNet ResNets, 4 for CIFAR ones
+        (`output_stride` when that is set)."""
+        return self.output_stride or self.stem_stride * 2 ** (len(self.depths) - 1)
 
     @property
     def num_layers(self) -> int:

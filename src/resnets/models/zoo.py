@@ -45,6 +45,12 @@ def cifar_depths(n: int) -> tuple[int, int, int]:
     return (n, n, n)
 
 
+# He et al. 2016's CIFAR bottleneck networks (ResNet-164, ResNet-1001) as the authors' code builds
+# them (github.com/KaimingHe/resnet-1k-layers, resnet-pre-act.lua): 16-64-128-256 channels, a
+# bare 1x1 projection in the first unit of each stage, the stride on the first 1x1 conv.
+PREACT_1K: dict[str, Any] = {"preact": True, "shortcut": "B", "stride_on": "1x1"}
+
+
 _ROWS: list[tuple[str, str, str, tuple[int, ...], dict[str, Any], str]] = [
     # name               family        block         depths           changes from the family    source
     ("resnet18",         "imagenet",   "basic",      B18,   {},                                   "He et al. 2015, Table 1; torchvision"),
@@ -76,7 +82,8 @@ _ROWS: list[tuple[str, str, str, tuple[int, ...], dict[str, Any], str]] = [
     ("preact_resnet20",  "cifar",      "basic",      cifar_depths(3),   {"preact": True, "shortcut": "B"},  "He et al. 2016 (pre-activation, CIFAR)"),
     ("preact_resnet56",  "cifar",      "basic",      cifar_depths(9),   {"preact": True, "shortcut": "B"},  "He et al. 2016 (pre-activation, CIFAR)"),
     ("preact_resnet110", "cifar",      "basic",      cifar_depths(18),  {"preact": True, "shortcut": "B"},  "He et al. 2016, Table 2 (pre-activation, CIFAR)"),
-    ("preact_resnet164", "cifar",      "bottleneck", cifar_depths(18),  {"preact": True, "shortcut": "B"},  "He et al. 2016, Table 2 (pre-activation bottleneck, CIFAR)"),
+    ("preact_resnet164", "cifar",      "bottleneck", cifar_depths(18),  PREACT_1K,                          "He et al. 2016, Table 2 (pre-activation bottleneck, CIFAR); resnet-1k-layers"),
+    ("preact_resnet1001", "cifar",     "bottleneck", cifar_depths(111), PREACT_1K,                          "He et al. 2016, Table 2 (pre-activation bottleneck, CIFAR); resnet-1k-layers"),
     ("resnet50b",        "imagenet",   "bottleneck", B50,   {},                                   "Bag of Tricks ResNet-B = stride on the 3x3 (same as resnet50)"),
     ("resnet50c",        "imagenet",   "bottleneck", B50,   {"stem": "deep"},                     "Bag of Tricks ResNet-C (deep stem); timm"),
     ("resnet18d",        "imagenet",   "basic",      B18,   {"stem": "deep", "avg_down": True},   "Bag of Tricks ResNet-D; timm"),
@@ -95,6 +102,10 @@ _FAMILIES = {
     "imagenet": (IMAGENET, 224, IMAGENET_MEAN, IMAGENET_STD),
     "cifar": (CIFAR, 32, CIFAR10_MEAN, CIFAR10_STD),
 }
+# How each family's images are prepared for evaluation, in timm's terms: the centre crop's share
+# of the resized image and the resize filter. ImageNet: torchvision's resize to 256, centre crop
+# 224, bilinear (224 / 256 = 0.875; sec. 3.4 tests on 224 crops); CIFAR: the 32-px image as is.
+_EVAL = {"imagenet": (0.875, "bilinear"), "cifar": (1.0, "bilinear")}
 
 
 def _build_zoo() -> dict[str, ModelInfo]:
@@ -112,6 +123,37 @@ ZOO: dict[str, ModelInfo] = _build_zoo()
 def default_input_size(spec: ResNetSpec) -> int:
     """The resolution a network was designed for: 32 px for the CIFAR stem, 224 px otherwise."""
     return 32 if spec.stem == "cifar" else 224
+
+
+def pretrained_cfg(spec: ResNetSpec, name: str) -> dict[str, Any]:
+    """What a network expects of its input, as timm's `pretrained_cfg` says it (timm's keys):
+    `input_size` (C, H, W) in pixels, `crop_pct` (centre crop / resized image), `interpolation`,
+    per-channel `mean`/`std` on 0-1 pixel values, `pool_size` (the last map at that size),
+    `num_classes`, `first_conv` and `classifier` (module names), `architecture`.
+
+    The values are the family's (the CIFAR stem's: CIFAR-10, 32 px; any other: ImageNet,
+    224 px); a network with other than 3 input channels gets the RGB statistics averaged per
+    channel. Weights trained elsewhere record their own preprocessing.
+    """
+    family = "cifar" if spec.stem == "cifar" else "imagenet"
+    _, size, mean, std = _FAMILIES[family]
+    crop_pct, interpolation = _EVAL[family]
+    if spec.in_channels != len(mean):
+        mean = (sum(mean) / len(mean),) * spec.in_channels
+        std = (sum(std) / len(std),) * spec.in_channels
+    pool = -(-size // spec.total_stride)
+    return {
+        "architecture": name,
+        "num_classes": spec.num_classes,
+        "input_size": (spec.in_channels, size, size),
+        "pool_size": (pool, pool),
+        "crop_pct": crop_pct,
+        "interpolation": interpolation,
+        "mean": tuple(mean),
+        "std": tuple(std),
+        "first_conv": "conv1.0" if spec.stem == "deep" else "conv1",
+        "classifier": "fc",
+    }
 
 
 def variant(spec: ResNetSpec) -> str:
