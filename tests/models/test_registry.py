@@ -10,20 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from narrow_models import narrow
 from resnets import ResNetSpec, create_model, list_models
 from resnets.errors import SpecError
 from resnets.models.blocks import ZeroPadShortcut
-
-
-def narrow(name: str, **overrides) -> nn.Module:
-    """`name` at 1/16 of its width, or 1/8 or 1/4 where a grouped 3x3 (ResNeXt) would be left
-    with less than one filter per group."""
-    for multiplier in (1 / 16, 1 / 8, 1 / 4):
-        try:
-            return create_model(name, width_multiplier=multiplier, **overrides)
-        except SpecError:
-            continue
-    raise AssertionError(f"{name} has no narrow copy")
 
 
 def wiring(model: nn.Module) -> list[tuple]:
