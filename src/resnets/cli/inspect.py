@@ -12,10 +12,11 @@ from resnets.cli.common import (
     parse_input_size,
     print_json,
 )
+from resnets.errors import SpecError
 from resnets.inspect.explain import explain, format_explanation
 from resnets.inspect.listing import model_listing
 from resnets.inspect.summary import summary
-from resnets.models.create import create_model
+from resnets.models.create import create_model, list_models
 from resnets.text import format_table, human
 from resnets.weights.load import load_weights
 
@@ -25,13 +26,28 @@ def add_list(sub: argparse._SubParsersAction) -> None:
         "list",
         help="every named network with its family, parameters and multiply-adds",
         description="List every named network: family, depth, parameters and MACs at its default input size.",
+        epilog=(
+            "examples:\n"
+            "  resnets list                      every network\n"
+            "  resnets list 'resnet5*'           the ResNet-50 variants (shell-style patterns, as timm's)\n"
+            "  resnets list 'preact_*' --json    the pre-activation networks as JSON"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "patterns",
+        nargs="*",
+        metavar="PATTERN",
+        help="only names matching one of these shell-style patterns (quote them: 'resnet5*')",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run_list)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    rows = model_listing()
+    rows = model_listing(list_models(args.patterns))
+    if not rows:
+        raise SpecError(f"no network matches {' or '.join(map(repr, args.patterns))}; see 'resnets list'")
     if args.json:
         print_json(rows)
     else:
@@ -89,15 +105,23 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_weights_options(p, "load these weights into the network (checks that they fit)")
     add_model_options(p)
+    p.add_argument(
+        "--output-stride",
+        type=int,
+        metavar="N",
+        help="dilate the last stages instead of striding, so the network downsamples by N (8 or 16 "
+        "for ImageNet nets, as torchvision's replace_stride_with_dilation)",
+    )
     p.set_defaults(func=run_summary)
 
 
 def run_summary(args: argparse.Namespace) -> int:
+    overrides = {**model_overrides(args), "output_stride": args.output_stride}
     if args.weights:
-        model = create_model(args.model, **model_overrides(args))
+        model = create_model(args.model, **overrides)
         load_weights(model, args.weights, reset_head=args.reset_head)
     else:
-        model = create_model(args.model, device="meta", **model_overrides(args))
+        model = create_model(args.model, device="meta", **overrides)
     table = summary(model, input_size=args.input_size)
     if args.json:
         data = table.to_dict()

@@ -21,10 +21,14 @@ def explain(table: Summary) -> list[str]:
         lines.append(_stage(spec, i, in_channels, row.output_size))
         in_channels = spec.out_channels[i]
     last = table.stages[-2].output_size
+    head = (
+        f"one fully connected layer gives {spec.num_classes} class scores (softmax in the loss)."
+        if spec.num_classes
+        else "no classifier (num_classes 0): the network returns these pooled features."
+    )
     lines.append(
         f"global average pooling turns the {size_text(last)}x{in_channels} map into a "
-        f"{in_channels}-vector; one fully connected layer gives {spec.num_classes} class scores "
-        "(softmax in the loss)."
+        f"{in_channels}-vector; {head}"
     )
     return lines
 
@@ -85,6 +89,14 @@ def _stage(spec: ResNetSpec, i: int, in_channels: int, out_size: tuple[int, int]
             f"{size_text(out_size)} while the filters double, so each layer keeps its "
             f"time cost (sec. 3.1); the first block has {_shortcut(spec, changes)}"
         )
+    elif spec.stage_dilations[i] > 1:
+        before = spec.stage_dilations[i - 1]
+        parts.append(
+            f"stride 1 where the paper strides: the 3x3 convolutions are dilated by "
+            f"{spec.stage_dilations[i]} instead (the first block's first by {before}), so the map "
+            f"stays {size_text(out_size)} (output stride {spec.total_stride}); the first block has "
+            f"{_shortcut(spec, changes)}"
+        )
     elif changes:
         parts.append(f"stride 1 throughout; the first block has {_shortcut(spec, changes)}")
     else:
@@ -106,4 +118,9 @@ def _shortcut(spec: ResNetSpec, changes: bool) -> str:
         return "a zero-padding identity shortcut (option A: no parameters)"
     if spec.avg_down:
         return "a 2x2 average pool and a 1x1 projection shortcut (ResNet-D)"
+    if spec.preact:
+        return (
+            "a 1x1 projection shortcut without BN, fed by the block's BN-ReLU "
+            "(pre-activation, He et al. 2016; option B)"
+        )
     return "a 1x1 projection shortcut (option B: projections only where the shape changes)"

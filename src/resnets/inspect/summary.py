@@ -218,7 +218,7 @@ def _measure(model: ResNet, size: tuple[int, int]) -> Summary:
     for i, name in enumerate(names[1:-1]):
         pool = "3x3 max pool, stride 2" if i == 0 and spec.stem != "cifar" else ""
         rows.append(StageRow(name, outputs[name], blocks[i], params[name], macs[name], strides[i + 1], pool))
-    head = f"average pool, {spec.num_classes}-d fc, softmax"
+    head = f"average pool, {spec.num_classes}-d fc, softmax" if spec.num_classes else "average pool (no fc)"
     rows.append(StageRow("fc", (1, 1), head, params["fc"], macs["fc"], strides[-1]))
     return Summary(model.name, spec, size, spec.num_layers, _describe(spec), rows)
 
@@ -253,4 +253,7 @@ def _describe(spec: ResNetSpec) -> str:
         parts.append("pre-activation")
     if spec.stem == "deep":
         parts.append("deep stem")
+    if spec.output_stride is not None:
+        dilated = [f"conv{i + 2}_x" for i, d in enumerate(spec.stage_dilations) if d > 1]
+        parts.append(f"output stride {spec.output_stride} (dilated {', '.join(dilated)})")
     return ", ".join(parts)
