@@ -127,9 +127,9 @@ def default_input_size(spec: ResNetSpec) -> int:
 
 def pretrained_cfg(spec: ResNetSpec, name: str) -> dict[str, Any]:
     """What a network expects of its input, as timm's `pretrained_cfg` says it (timm's keys):
-    `input_size` (C, H, W) in pixels, `crop_pct` (centre crop / resized image), `interpolation`,
-    per-channel `mean`/`std` on 0-1 pixel values, `pool_size` (the last map at that size),
-    `num_classes`, `first_conv` and `classifier` (module names), `architecture`.
+    `input_size` (C, H, W) in pixels, `crop_pct` (centre crop / resized image) and `crop_mode`,
+    `interpolation`, per-channel `mean`/`std` on 0-1 pixel values, `pool_size` (the last map at
+    that size), `num_classes`, `first_conv` and `classifier` (module names), `architecture`.
 
     The values are the family's (the CIFAR stem's: CIFAR-10, 32 px; any other: ImageNet,
     224 px); a network with other than 3 input channels gets the RGB statistics averaged per
@@ -148,6 +148,7 @@ def pretrained_cfg(spec: ResNetSpec, name: str) -> dict[str, Any]:
         "input_size": (spec.in_channels, size, size),
         "pool_size": (pool, pool),
         "crop_pct": crop_pct,
+        "crop_mode": "center",
         "interpolation": interpolation,
         "mean": tuple(mean),
         "std": tuple(std),
