@@ -80,9 +80,27 @@ def test_summary_overrides_apply(run_cli):
     assert json.loads(out)["stages"][0]["blocks"] == "3x3, 32"
 
 
+def test_summary_output_stride_keeps_the_last_maps_at_an_eighth(run_cli):
+    """torchvision's replace_stride_with_dilation=[False, True, True]: conv4_x and conv5_x dilate
+    instead of striding, so a 224-px image ends on a 28x28 map (224 / 8)."""
+    code, out, _ = run_cli("summary", "resnet50", "--output-stride", "8", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert [s["output_size"] for s in data["stages"][:-1]] == [
+        [112, 112],
+        [56, 56],
+        [28, 28],
+        [28, 28],
+        [28, 28],
+    ]
+    assert data["stages"][-2]["downsampling"] == "1/8" and "output stride 8" in data["description"]
+    assert data["params"] == summary("resnet50").params  # dilation adds no parameters
+
+
 @pytest.mark.parametrize(
     "args",
     [
+        ["summary", "resnet50", "--output-stride", "12"],
         ["summary", "resnet5O"],
         ["summary", "resnet50", "--input-size", "16"],
         ["summary", "[3x3,64; 3y3,64]x2"],
