@@ -65,7 +65,7 @@ def test_forward_intermediates_and_pruning_mean_what_they_mean_in_timm():
     torch.manual_seed(0)
     theirs = timm.create_model("resnet50").eval()
     ours = same_weights(theirs, "resnet50")
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         for kwargs in [{}, {"indices": 2}, {"indices": [0, -1]}, {"indices": [1, 2], "stop_early": True}]:
             final, maps = ours.forward_intermediates(x, **kwargs)

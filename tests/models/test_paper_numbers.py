@@ -115,8 +115,9 @@ def test_summary_macs_per_row_equal_table1_arithmetic(name, block, depths, v1):
     assert [row.macs for row in summary(name).stages] == table1_stage_macs(block, depths, v1)
 
 
-# resnet1202 is resnet110's code path with 11x the blocks, and 14 s under the flop counter.
-@pytest.mark.parametrize("name", [n for n in list_models() if n != "resnet1202"])
+# resnet1202 is resnet110's code path with 11x the blocks, and 14 s under the flop counter;
+# preact_resnet1001 is preact_resnet164's with 6x.
+@pytest.mark.parametrize("name", [n for n in list_models() if n not in ("resnet1202", "preact_resnet1001")])
 def test_summary_macs_equal_pytorch_flop_counter(name):
     model = create_model(name, device="meta").eval()
     size = 32 if model.spec.stem == "cifar" else 224
