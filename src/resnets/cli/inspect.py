@@ -29,7 +29,7 @@ def add_list(sub: argparse._SubParsersAction) -> None:
         epilog=(
             "examples:\n"
             "  resnets list                      every network\n"
-            "  resnets list 'resnet5*'           the ResNet-50 variants (shell-style patterns, as timm's)\n"
+            "  resnets list 'resnet5*'           names that start with resnet5 (shell-style, as timm's list_models)\n"
             "  resnets list 'preact_*' --json    the pre-activation networks as JSON"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
