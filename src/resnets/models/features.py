@@ -98,7 +98,7 @@ class ResNetFeatures(nn.ModuleDict):
         super().__init__({name: getattr(model, name) for name in names})
         self.out_indices = tuple(sorted(set(take)))
         self.feature_info = FeatureInfo(model.feature_info, self.out_indices)
-        self.taps = frozenset(self.feature_info.module_name())
+        self._taps = frozenset(self.feature_info.module_name())
         self.in_channels = model.spec.in_channels
         self.min_input_size = self.feature_info.reduction(last)
         self.pretrained_cfg = dict(model.pretrained_cfg)
@@ -109,6 +109,6 @@ class ResNetFeatures(nn.ModuleDict):
         features = []
         for name, module in self.items():
             x = module(x)
-            if name in self.taps:
+            if name in self._taps:
                 features.append(x)
         return features
