@@ -3,8 +3,10 @@
 `create_model(name, features_only=True, out_indices=(1, 2, 3, 4))` returns a ResNetFeatures:
 its forward gives a list of maps, one per level taken, and `feature_info` says the channels,
 the reduction of the input size and the module of each, as timm's FeatureListNet does. Its
-modules and state_dict keys are the network's own (conv1, bn1, layer1, ...; no fc), so the
-weights of the whole network, or of timm's features_only model, load into it.
+modules and state_dict keys are the network's own (conv1, bn1, layer1, ...; no fc), so timm's
+features_only weights load into it as they are, and a whole network's with `strict=False` (its
+fc keys are reported unexpected); building the network, loading it and then wrapping it
+(`ResNetFeatures(model, out_indices)`) shares the loaded modules.
 """
 
 from __future__ import annotations
