@@ -19,6 +19,7 @@ from resnets.errors import WeightsError
 from resnets.models.create import create_model
 from resnets.models.spec import ResNetSpec
 from resnets.text import shorten
+from resnets.weights.adapt import adapt_stem
 from resnets.weights.format import (
     WeightsMeta,
     check_finite,
@@ -47,19 +48,33 @@ def load_weights(model: nn.Module, path: str | os.PathLike, reset_head: bool = F
 
     Every key and shape must fit (after mapping peer layouts onto ours), else one WeightsError
     lists what does not. `reset_head=True` keeps the model's own freshly initialised classifier
-    when the file's has another size (or none): for fine-tuning on other classes.
+    when the file's has another size (or none): for fine-tuning on other classes. RGB weights
+    for a model with other input channels get their first convolution adapted (weights/adapt.py),
+    said in `meta.extra["adapted"]`.
     """
     tensors, meta = read_weights(path)
-    model.load_state_dict(fit_state_dict(model, tensors, path, reset_head=reset_head), strict=True)
+    notes: list[str] = []
+    model.load_state_dict(
+        fit_state_dict(model, tensors, path, reset_head=reset_head, notes=notes), strict=True
+    )
+    if notes:
+        meta.extra["adapted"] = "; ".join(notes)
     return meta
 
 
 def fit_state_dict(
-    model: nn.Module, tensors: dict[str, torch.Tensor], path: str | os.PathLike, reset_head: bool = False
+    model: nn.Module,
+    tensors: dict[str, torch.Tensor],
+    path: str | os.PathLike,
+    reset_head: bool = False,
+    notes: list[str] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """`tensors` renamed onto `model`'s keys, checked to fit exactly and to be finite."""
+    """`tensors` renamed onto `model`'s keys, checked to fit exactly and to be finite; a
+    3-input-channel stem adapted to the model's input channels (a line about it added to `notes`)."""
 
-    tensors = map_to_model(tensors, model)
+    tensors, adapted = adapt_stem(model, map_to_model(tensors, model))
+    if adapted and notes is not None:
+        notes.append(adapted)
     if reset_head:
         own = model.state_dict()
         for key in ("fc.weight", "fc.bias"):
@@ -117,7 +132,12 @@ def load_model(
     else:
         net = create_model(model, **overrides)
         meta = meta_for_model(net, model, dataset_classes=True)
-    net.load_state_dict(fit_state_dict(net, tensors, weights, reset_head=reset_head), strict=True)
+    notes: list[str] = []
+    net.load_state_dict(
+        fit_state_dict(net, tensors, weights, reset_head=reset_head, notes=notes), strict=True
+    )
+    if notes:
+        meta.extra["adapted"] = "; ".join(notes)
     return net.eval().to(device), meta
 
 
