@@ -143,7 +143,7 @@ def test_none_unsets_an_optional_field_and_bad_values_are_one_line_errors(run_cl
     assert run_cli("train", "--schedule", "linear", "--print-config").code == 2
     result = run_cli("train", "--ema-decay", "2", "--print-config")
     assert result.code == 2
-    assert "ema_decay must be in (0, 1)" in result.err
+    assert "--ema-decay must be in (0, 1), got 2.0" in result.err
 
 
 def test_a_config_written_before_the_width_rename_still_reads():
