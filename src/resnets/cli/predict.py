@@ -74,6 +74,8 @@ def run_predict(args: argparse.Namespace) -> int:
         compile=args.compile,
         model=args.model,
     )
+    if note := checkpoint_note(classifier.meta):  # an unfinished run: say which weights these are
+        print(f"resnets predict: note: {note}", file=sys.stderr)
     if passed_over:  # after the last usage error, which is the only line then
         print(f"resnets predict: passed over {describe_skipped(passed_over)}", file=sys.stderr)
     width = max(len(str(f)) for f in files)
