@@ -119,3 +119,26 @@ def test_a_step_whose_batch_is_too_small_for_batchnorm_is_dropped_not_fed_to_it(
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing moved
     stats, applied = step([(torch.randn(2, 3, 4, 4), torch.tensor([1, 0]))], 1)
     assert applied and stats[2] == 2
+
+
+def test_an_offline_download_says_what_from_where_and_where_to_put_it_by_hand(tmp_path, monkeypatch, run_cli):
+    import urllib.error
+
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("train", "--data", "cifar10", "--download", "--data-dir", tmp_path / "data")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(
+        "resnets train: error: could not download cifar10 (cifar-10-python.tar.gz, md5 "
+        "c58f30108f718f92721af3b95e74349a) from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz: "
+    )
+    assert (
+        f"unpack it into {tmp_path / 'data'}, so that {tmp_path / 'data' / 'cifar-10-batches-py'} holds"
+        in err
+    )
+    assert not (tmp_path / "runs").exists()
