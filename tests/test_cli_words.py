@@ -70,3 +70,19 @@ def test_a_reader_that_stops_early_is_no_error():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err  # 128 + SIGPIPE, as `cat` killed by the pipe
     assert err == ""
+
+
+def test_make_says_what_it_is_doing_before_the_quiet_installs(tmp_path):
+    """`make run` on a fresh clone: one line first, then pip's quiet minute (a dry run here)."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(resnets.__file__).resolve().parents[2]
+    dry = subprocess.run(
+        ["make", "-n", "-C", str(root), "setup", f"VENV={tmp_path / 'venv'}"], capture_output=True, text=True
+    )
+    assert dry.returncode == 0, dry.stderr
+    commands = [line for line in dry.stdout.splitlines() if not line.startswith("make")]
+    assert commands[0].startswith("echo ") and "installing torch" in commands[0]
+    assert "pip install --quiet" in "\n".join(commands[1:])
