@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from resnets import create_model
 from resnets.train import resolve_recipe
-from resnets.train.step import build_optimizer
+from resnets.train.step import build_optimizer, set_lr
 from resnets.weights.format import save_weights
 
 MODEL = "basic:1-1-1:4-8-16"
@@ -82,6 +82,7 @@ def test_lr_backbone_scales_every_update_but_the_classifiers():
     )
     model = create_model(MODEL, num_classes=4)
     optimizer = build_optimizer(model, config)
+    set_lr(optimizer, 0.1)  # as the loop does before every step
     torch.nn.functional.cross_entropy(model(torch.randn(8, 3, 8, 8)), torch.arange(8) % 4).backward()
     before = {n: (p.detach().clone(), p.grad.clone()) for n, p in model.named_parameters()}
     optimizer.step()

@@ -84,6 +84,8 @@ def train_here(
         continue_schedule(run, state, recorded)
     if run.world_size > 1:
         distributed.seed_rank(config.seed, state.step)
+    if resume:
+        distributed.barrier()  # every rank has read the recorded config before rank 0 updates it
     if run.main:
         if not resume:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,8 @@
     EMA update                          --ema-decay
 
 The step returns device tensors (loss sum, correct, images), so the loop adds them up without a
-host sync per step.
+host sync per step. A step whose micro-batch holds fewer images than BatchNorm can train on
+(`min_batch`: only a folder batch that unreadable files shrank can) is dropped, on every rank.
 
 On CUDA, with static shapes and the data already on the GPU, everything from the forward to
 zero_grad is captured once as a CUDA graph (after a few eager warm-up steps) and replayed from
