@@ -11,6 +11,7 @@ setup: $(STAMP)
 # torch and torchvision are pinned to the releases this machine has on disk (no multi-GB download);
 # the package itself accepts torch >= 2.10.
 $(STAMP): pyproject.toml
+	@echo "setting up $(VENV): installing torch, torchvision and resnets quietly (a minute or more)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -4,6 +4,8 @@ loader; and `evaluate_run` for `resnets eval` on a run directory or a weights fi
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from resnets.runtime.optimize import optimize
 from resnets.text import shorten, size_hw
 from resnets.train.build import load_training_data
 from resnets.train.run_dir import read_run_config
-from resnets.weights.load import find_weights, load_model
+from resnets.weights.load import checkpoint_note, find_weights, load_model
 
 
 def evaluate_run(
@@ -31,6 +33,7 @@ def evaluate_run(
     model: str | None = None,
     precision: str = "fp32",
     compile: bool | None = None,
+    progress: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Evaluate a run's weights on `data` (default: the run's own validation split).
@@ -43,7 +46,8 @@ def evaluate_run(
     per_class, the unreadable files skipped, and, when the run was set for 10-crop testing
     (sec. 3.4) on image files, the 10-crop top-1/top-5/loss. With `out` (a folder, created if
     need be), also writes the confusion matrix (rows true class, columns predicted) there as
-    confusion_matrix.png and adds its path as "confusion_matrix".
+    confusion_matrix.png and adds its path as "confusion_matrix". `progress` shows a bar over the
+    batches on stderr when it is a terminal (the command line asks for it).
 
     Raises WeightsError for unreadable weights or weights without class names, DataError for
     data that does not fit the model (classes, channels) or a bare weights file without `data`.
@@ -96,15 +100,19 @@ def evaluate_run(
     fast = optimize(net, mode="infer", device=dev, precision=precision, compile=compile)
     crops = config.eval_crops if (config is not None and not dataset.val.in_memory) else 1
     loader = make_loader(dataset, "val", batch_size=batch_size, device=dev, workers=workers, crops=1)
-    result = evaluate(fast, loader.epoch(0), dataset.num_classes)
+    result = evaluate(fast, progress_bar(loader.epoch(0), len(loader), progress), dataset.num_classes)
     report = {"weights": str(weights), "data": name, **result.to_dict(dataset.classes)}
+    if note := checkpoint_note(meta):  # an unfinished run: say which weights these are
+        report["weights_note"] = note
     if loader.skipped:
         report["skipped"] = loader.skipped
     if crops == 10:
         ten = make_loader(
             dataset, "val", batch_size=max(1, batch_size // 10), device=dev, workers=workers, crops=10
         )
-        ten_result = evaluate(fast, ten.epoch(0), dataset.num_classes)
+        ten_result = evaluate(
+            fast, progress_bar(ten.epoch(0), len(ten), progress, "10-crop"), dataset.num_classes
+        )
         report.update(top1_10crop=ten_result.top1, top5_10crop=ten_result.top5, loss_10crop=ten_result.loss)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -112,6 +120,15 @@ def evaluate_run(
         plot_confusion(png, result.confusion, dataset.classes, title=f"{meta.model} on {name}")
         report["confusion_matrix"] = str(png)
     return report
+
+
+def progress_bar(batches: Iterable, total: int, show: bool, what: str = "eval") -> Iterable:
+    """`batches`, counted by a tqdm bar on stderr when `show` and stderr is a terminal."""
+    if not show:
+        return batches
+    from tqdm import tqdm
+
+    return tqdm(batches, total=total, desc=what, unit="batch", file=sys.stderr, disable=None, leave=False)
 
 
 def _single_size(size) -> int | None:

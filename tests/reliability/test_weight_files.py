@@ -117,8 +117,11 @@ def test_a_checkpoint_state_of_the_wrong_shape_is_one_line_on_resume(tmp_path, r
     state = json.loads(latest.read_text())
     edit(state)
     latest.write_text(json.dumps(state))
-    code, _, err = run_cli("train", "--resume", str(run))
+    record = (run / "config.json").read_text()
+    # The run is complete: extend it, so its checkpoint is read again.
+    code, _, err = run_cli("train", "--resume", str(run), "--epochs", "4")
     assert code == 2 and err.count("\n") == 1 and str(latest) in err, err
+    assert (run / "config.json").read_text() == record and (run / "model.safetensors").is_file()
 
 
 def test_broken_files_from_the_real_cli_exit_2_without_traceback(tmp_path, good_files):

@@ -74,3 +74,20 @@ def test_a_new_checkpoint_replaces_the_old_and_latest_json_names_it(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0002.safetensors", "latest.json"]
     tensors, state = load_checkpoint(tmp_path)
     assert state["step"] == 2 and torch.equal(tensors["w"], torch.ones(2))
+
+
+def test_only_checkpoint_files_are_ever_deleted_from_the_folder(tmp_path):
+    """An export of a stopped run's weights lands next to them (epoch-0001-folded.safetensors):
+    replacing the checkpoint must not take it along."""
+    save_checkpoint(tmp_path, 1, {"w": torch.zeros(2)}, {"step": 1})
+    for name in ("epoch-0001-folded.safetensors", "mine.safetensors", "epoch-0001.onnx"):
+        (tmp_path / name).write_bytes(b"someone's file")
+    save_checkpoint(tmp_path, 2, {"w": torch.ones(2)}, {"step": 2})
+    save_checkpoint(tmp_path, 2, {"w": torch.ones(2)}, {"step": 3}, mid_epoch_step=30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "epoch-0001-folded.safetensors",
+        "epoch-0001.onnx",
+        "epoch-0002-step-00000030.safetensors",
+        "latest.json",
+        "mine.safetensors",
+    ]

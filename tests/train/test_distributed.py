@@ -133,7 +133,9 @@ def test_killing_rank_1_once_ends_with_exit_0_and_a_complete_run_directory(kille
     proc, run_dir = killed_once
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "exitcode: -9" in proc.stderr or "exitcode: -9" in proc.stdout or "-9" in proc.stderr
-    assert {p.name for p in run_dir.iterdir()} == RUN_FILES
+    # Rank 0 saw its peer vanish mid-step: that failure's traceback stays with the run.
+    assert {p.name for p in run_dir.iterdir()} == RUN_FILES | {"error.txt"}
+    assert "Traceback" in (run_dir / "error.txt").read_text()
     summary = read(run_dir, "summary.json")
     assert (summary["epochs"], summary["steps"], summary["world_size"]) == (4, STEPS, 2)
     assert read(run_dir, "config.json")["world_size"] == 2

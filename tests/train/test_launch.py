@@ -85,10 +85,10 @@ def test_resnets_train_is_the_library_function_and_the_cli_calls_it(tmp_path, mo
     assert (kwargs["nproc_per_node"], kwargs["max_restarts"], kwargs["resume"]) == (2, 1, False)
 
 
-def test_resume_continues_with_the_runs_own_config_and_refuses_another(tmp_path):
+def test_resume_continues_with_the_runs_own_config_and_refuses_a_change_of_what_it_computes(tmp_path):
     config = resolve_recipe("default", **TINY)
     train(config, tmp_path / "run", stop_after_epoch=1)
-    with pytest.raises(ResNetsError, match="with its own config; drop --lr"):
+    with pytest.raises(ResNetsError, match="as it was started: --lr would change what the run computes"):
         train(config.replace(lr=0.5), tmp_path / "run", resume=True)
     with pytest.raises(ResNetsError, match="needs the run directory"):
         train(config, resume=True)

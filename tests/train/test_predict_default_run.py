@@ -45,3 +45,13 @@ def test_eval_and_predict_at_bf16_run_in_bf16_and_keep_the_accuracy(default_run,
     fp32, bf16_row = (json.loads(line) for line in rows)
     assert fp32["topk"][0]["class"] == bf16_row["topk"][0]["class"]
     assert [c["probability"] for c in fp32["topk"]] != [c["probability"] for c in bf16_row["topk"]]
+
+
+def test_a_topk_beyond_the_classes_shows_and_says_every_class(default_run, tmp_path, run_cli):
+    image = tmp_path / "digit.png"
+    Image.fromarray(load_digits_data().val.images[0, 0].numpy(), "L").save(image)
+    result = run_cli("predict", default_run.dir, image, "--topk", "50")
+    assert result.code == 0
+    header, row = result.out.splitlines()
+    assert header.split()[1:] == ["top-10", "classes"]  # the ten digits, not "top-50"
+    assert len(row.split()) == 1 + 2 * 10

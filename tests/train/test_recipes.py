@@ -21,14 +21,48 @@ def test_paper_cifar_is_section_4_2():
     assert c.warmup_until_error is None  # ResNet-20..56 start at 0.1 directly
 
 
-@pytest.mark.parametrize("model", ["resnet110", "resnet1202"])
+CIFAR_110 = "[3x3,16; 3x3,16]x18, [3x3,32; 3x3,32]x18, [3x3,64; 3x3,64]x18"  # sec. 4.2's 6n+2, n = 18
+
+
+@pytest.mark.parametrize(
+    "model", ["resnet110", "resnet1202", "basic:18-18-18:16-32-64", CIFAR_110, "plain110", "preact_resnet164"]
+)
 def test_paper_cifar_warms_resnet110_and_1202_at_0_01_until_training_error_is_below_80_percent(model):
+    """Decided from the network, however it is written: the zoo name, a spec, the paper's notation."""
     c = resolve_recipe("paper-cifar", model=model)
     assert (c.warmup_lr, c.warmup_until_error) == (0.01, 0.8)
     schedule = Schedule.from_config(c, steps_per_epoch=351)
     assert schedule(0, warmup_done=False) == schedule(399, warmup_done=False) == 0.01
     assert schedule(400, warmup_done=True) == 0.1
     assert schedule(32_000, warmup_done=True) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("model", ["resnet56", "basic:9-9-9:16-32-64", "resnet20", "resnet152"])
+def test_paper_cifar_starts_shallower_or_imagenet_networks_at_0_1(model):
+    c = resolve_recipe("paper-cifar", model=model)
+    assert (c.warmup_lr, c.warmup_until_error) == (None, None)
+
+
+def test_train_says_whether_the_paper_warm_up_is_on_and_why(run_cli):
+    missing = ["--data", "cifar10", "--data-dir", "/nonexistent/resnets"]  # stops right after the note
+    _, _, err = run_cli("train", "--recipe", "paper-cifar", "--model", "basic:18-18-18:16-32-64", *missing)
+    note, error = err.splitlines()
+    assert note == (
+        "note: warm-up on: lr 0.01 until the training error is below 80%, then 0.1 "
+        "(basic:18-18-18:16-32-64 has 110 layers; sec. 4.2 warms up networks of 110 layers or more)"
+    )
+    assert error.startswith("resnets train: error: cifar10 not found")
+    _, _, err = run_cli("train", "--recipe", "paper-cifar", "--model", "resnet56", *missing)
+    assert err.splitlines()[0] == (
+        "note: warm-up off: resnet56 has 56 layers, fewer than 110 "
+        "(sec. 4.2 warms up CIFAR networks of 110 layers or more)"
+    )
+    _, _, err = run_cli(
+        "train", "--recipe", "paper-cifar", "--model", "resnet110", "--warmup-until-error", "none", *missing
+    )
+    assert err.startswith(
+        "note: warm-up off, as set (--warmup-until-error none), although sec. 4.2 would warm up resnet110\n"
+    )
 
 
 def test_warm_up_holds_the_low_lr_exactly_while_the_running_training_error_is_above_threshold(tmp_path):
@@ -143,7 +177,7 @@ def test_none_unsets_an_optional_field_and_bad_values_are_one_line_errors(run_cl
     assert run_cli("train", "--schedule", "linear", "--print-config").code == 2
     result = run_cli("train", "--ema-decay", "2", "--print-config")
     assert result.code == 2
-    assert "ema_decay must be in (0, 1)" in result.err
+    assert "--ema-decay must be in (0, 1), got 2.0" in result.err
 
 
 def test_a_config_written_before_the_width_rename_still_reads():

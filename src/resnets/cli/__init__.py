@@ -9,6 +9,8 @@ its traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -53,21 +55,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool killed by a closed pipe returns
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        reject_unknown(parser, args.command, unknown)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for relaunching (train --nproc-per-node)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so a reader that went away (`| head`) is seen inside the try
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except ResNetsError as exc:
         print(f"resnets {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
         print(f"resnets {args.command}: error: {_os_error_text(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"resnets {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a training run says where it stopped and how to go on
+        detail = f": {exc}" if str(exc) else ""
+        print(f"resnets {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
+
+
+def reject_unknown(parser: argparse.ArgumentParser, command: str, unknown: list[str]) -> None:
+    """Exit with one line from the subcommand's own parser: the flags it does not know, and the
+    nearest flag it does know (`--batch-sise` -> did you mean --batch-size?)."""
+    sub = subcommand_parser(parser, command)
+    known = {o[2:]: o for action in sub._actions for o in action.option_strings if o.startswith("--")}
+    flags = [a.split("=", 1)[0] for a in unknown if a.startswith("--")]
+    hints = {}
+    for flag in flags:
+        close = difflib.get_close_matches(flag[2:], list(known), n=1, cutoff=0.7)
+        if close:
+            hints[flag] = known[close[0]]
+    message = f"unrecognized argument{'s' if len(unknown) > 1 else ''}: {' '.join(unknown)}"
+    if len(flags) == 1 and hints:
+        message += f"; did you mean {hints[flags[0]]}?"
+    elif hints:
+        message += "; did you mean " + ", ".join(f"{v} for {k}" for k, v in hints.items()) + "?"
+    sub.error(message)
+
+
+def subcommand_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of `resnets COMMAND`."""
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices[command]
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away (`resnets train --print-config | head`): stop quietly, as
+    `cat` would. stdout is pointed at /dev/null so the interpreter's final flush cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout replaced by something without a file descriptor
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _os_error_text(exc: OSError) -> str:

@@ -63,8 +63,11 @@ def run_eval(args: argparse.Namespace) -> int:
         model=args.model,
         precision=args.precision,
         compile=args.compile,
+        progress=True,  # on a terminal only
         **model_overrides(args),
     )
+    if "weights_note" in report:
+        print(f"resnets eval: note: {report['weights_note']}", file=sys.stderr)
     if args.json:
         print_json(report)
         return 0

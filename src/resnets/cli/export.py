@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from torch import nn
@@ -26,7 +27,7 @@ from resnets.export.exporter import (
 from resnets.models.create import create_model
 from resnets.text import human_bytes
 from resnets.weights.format import WeightsMeta, meta_for_model
-from resnets.weights.load import find_weights, load_model
+from resnets.weights.load import checkpoint_note, find_weights, load_model
 
 WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
@@ -102,6 +103,8 @@ def run_export(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_writable(args.out)
     model, meta, weights = load_source(args.source, model=args.model)
+    if note := checkpoint_note(meta):  # an unfinished run: say which weights these are
+        print(f"resnets export: note: {note}", file=sys.stderr)
     out = args.out or default_out(
         args.source, weights, args.format, fold_bn=args.fold_bn, precision=args.precision
     )

@@ -14,6 +14,7 @@ from resnets.cli.common import add_inference_options, positive_int
 from resnets.data.walk import ImageWalker, Skipped, describe_skipped
 from resnets.errors import InputError
 from resnets.infer import Classifier, FileResult
+from resnets.weights.load import checkpoint_note
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -74,6 +75,8 @@ def run_predict(args: argparse.Namespace) -> int:
         compile=args.compile,
         model=args.model,
     )
+    if note := checkpoint_note(classifier.meta):  # an unfinished run: say which weights these are
+        print(f"resnets predict: note: {note}", file=sys.stderr)
     if passed_over:  # after the last usage error, which is the only line then
         print(f"resnets predict: passed over {describe_skipped(passed_over)}", file=sys.stderr)
     width = max(len(str(f)) for f in files)
@@ -81,7 +84,8 @@ def run_predict(args: argparse.Namespace) -> int:
     failed = 0
     with tqdm(total=len(files), unit="img", file=sys.stderr, disable=None, leave=False) as bar:
         if not args.json:
-            tqdm.write(f"{'file':<{width}}  top-{args.topk} classes", file=sys.stdout)
+            shown = min(args.topk, len(classifier.classes))  # --topk 50 on 10 classes shows 10
+            tqdm.write(f"{'file':<{width}}  top-{shown} classes", file=sys.stdout)
         for result in classifier.classify_files(files, topk=args.topk):
             if result.error is not None:
                 failed += 1

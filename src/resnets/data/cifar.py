@@ -142,18 +142,30 @@ def named_root(name: str, data_dir: str | Path, download: bool) -> Path:
             raise DataError(
                 f"{name} not found in {root}; pass --download to fetch it, or --data PATH to the folder"
             )
-        _download(tv_class, Path(data_dir).expanduser())
+        _download(name, tv_class, Path(data_dir).expanduser())
     return root
 
 
-def _download(tv_class: str, data_dir: Path) -> None:
-    """Fetch and unpack the archive with torchvision's checksummed downloader (never its unpickling)."""
+def _download(name: str, tv_class: str, data_dir: Path) -> None:
+    """Fetch and unpack the archive with torchvision's checksummed downloader (never its
+    unpickling). A failure (no network, a proxy, a bad checksum) is a one-line DataError saying
+    what was fetched, from where, and where to put the files by hand."""
     import torchvision.datasets as tvd
     from torchvision.datasets.utils import download_and_extract_archive
 
     spec = getattr(tvd, tv_class)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    download_and_extract_archive(spec.url, str(data_dir), filename=spec.filename, md5=spec.tgz_md5)
+    folder = NAMED[name][0]
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        download_and_extract_archive(spec.url, str(data_dir), filename=spec.filename, md5=spec.tgz_md5)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a checksum mismatch a RuntimeError
+        reason = getattr(exc, "reason", None) or exc
+        raise DataError(
+            f"could not download {name} ({spec.filename}, md5 {spec.tgz_md5}) from {spec.url}: {reason}; "
+            f"without internet here, fetch that file elsewhere and unpack it into {data_dir}, so that "
+            f"{data_dir / folder} holds its batch files, then run again without --download "
+            "(or pass --data PATH to the unpacked folder)"
+        ) from None
 
 
 def load_cifar(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +13,14 @@ import torch
 from torch import nn
 
 from resnets.data import ImageData, load_data, make_loader
-from resnets.errors import ResNetsError
 from resnets.models.create import create_model, resolve_spec
 from resnets.models.zoo import default_input_size
 from resnets.train import distributed, ranks
 from resnets.train.config import TrainConfig
 from resnets.train.device import autocast, use_channels_last
+from resnets.train.freeze import apply_freeze, describe_freeze
 from resnets.train.guards import LossGuard
+from resnets.train.preflight import check_trainable, min_micro_batch
 from resnets.train.schedule import Schedule
 from resnets.train.step import TrainStep, build_step
 from resnets.weights.load import load_weights
@@ -50,6 +51,7 @@ class Run:
     schedule: Schedule
     amp: AbstractContextManager  # autocast at the run's precision (evaluation; the step has its own)
     channels_last: bool
+    notes: list[str] = field(default_factory=list)  # one-line facts the console shows at the start
 
     @property
     def forward(self) -> nn.Module:
@@ -87,15 +89,18 @@ class Run:
 
 
 def build_run(config: TrainConfig, run_dir: Path, device: torch.device) -> Run:
-    """Load the data, build the model, wrap it for DDP, build the step, the loaders and the schedule.
+    """Load the data, build the model, check that they can train together (preflight.py), wrap
+    the model for DDP, build the step, the loaders and the schedule.
 
     Raises ResNetsError (DataError, WeightsError, ...) for data, weights or settings that cannot
-    make a run, before any training step.
+    make a run, before anything is written.
     """
     world = ranks.world_size()
     data = load_training_data(config)
-    micro_batch = split_batch(config, world, len(data.train))
-    model = build_model(config, data)
+    notes: list[str] = []
+    model = build_model(config, data, notes)
+    micro_batch = check_trainable(config, data, model, world)
+    min_batch = 1 if data.train.in_memory else min_micro_batch(config, data, model)
     channels_last = use_channels_last(config, device)
     ddp = distributed.wrap(model, device, channels_last=channels_last, sync_bn=config.sync_bn)
     step = build_step(
@@ -107,6 +112,7 @@ def build_run(config: TrainConfig, run_dir: Path, device: torch.device) -> Run:
         world_size=world,
         ddp=ddp,
         checkpoint_dir=run_dir / "checkpoint",
+        min_batch=min_batch,
     )
     train_loader, val_loader = build_loaders(config, data, device, micro_batch)
     steps_per_epoch = max(1, len(data.train) // config.batch_size)  # the same on any world size
@@ -128,6 +134,7 @@ def build_run(config: TrainConfig, run_dir: Path, device: torch.device) -> Run:
         schedule=schedule,
         amp=autocast(device, config.precision),
         channels_last=channels_last,
+        notes=notes,
     )
 
 
@@ -148,31 +155,24 @@ def load_training_data(config: TrainConfig) -> ImageData:
     )
 
 
-def build_model(config: TrainConfig, data: ImageData) -> nn.Module:
+def build_model(config: TrainConfig, data: ImageData, notes: list[str] | None = None) -> nn.Module:
     """The network of `config` sized for `data` (its classes and input channels), starting from
-    `config.weights` when fine-tuning."""
+    `config.weights` when fine-tuning, with the parts `--freeze`/`--freeze-bn` name frozen
+    (freeze.py). What the console should say about it (an adapted stem, what is frozen) is added
+    to `notes`."""
     model = create_model(
         config.model, num_classes=data.num_classes, in_channels=data.in_channels, **config.model_overrides()
     )
+    said = notes if notes is not None else []
     if config.weights:  # fine-tuning: start from these weights (a resumed run then restores its own)
-        load_weights(model, config.weights, reset_head=config.reset_head)
+        meta = load_weights(model, config.weights, reset_head=config.reset_head)
+        if "adapted" in meta.extra:
+            said.append(f"--weights {config.weights}: {meta.extra['adapted']}")
+    frozen = apply_freeze(model, config.freeze, freeze_bn=config.freeze_bn)
+    line = describe_freeze(model, frozen, config.freeze_bn, config.lr_backbone)
+    if line:
+        said.append(line)
     return model
-
-
-def split_batch(config: TrainConfig, world: int, train_images: int) -> int:
-    """The per-process micro-batch: the global `batch_size` over processes and accumulation steps."""
-    parts = world * config.accum_steps
-    if config.batch_size % parts:
-        raise ResNetsError(
-            f"--batch-size {config.batch_size} is the global batch; it must divide evenly over "
-            f"{world} process(es) x {config.accum_steps} accumulation step(s)"
-        )
-    if parts > 1 and train_images < config.batch_size:
-        raise ResNetsError(
-            f"--batch-size {config.batch_size} exceeds the {train_images} training images; "
-            "lower it to train with several processes or accumulation steps"
-        )
-    return config.batch_size // parts
 
 
 def build_loaders(config: TrainConfig, data: ImageData, device: torch.device, micro_batch: int):

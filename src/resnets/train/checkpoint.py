@@ -5,13 +5,16 @@ when saved in mid-epoch, after NNNN whole epochs and SSSSSSSS steps) (model, opt
 and RNG states as tensors) and `latest.json` (step, epoch, schedule state, history, config, and
 the name of the tensor file). The JSON is written last and is the commit point: a crash while
 saving leaves the previous checkpoint whole. Every write is atomic (atomic.py); `keep_last` older
-tensor files are kept, each loadable on its own (its state is in its safetensors metadata).
+tensor files are kept, each loadable on its own (its state is in its safetensors metadata), and
+only files named as checkpoints are ever deleted. The tensor file's header also carries the
+run's weights metadata (weights.format), so weights.load can read an unfinished run's weights.
 What goes into the two files (the flattened optimizer state among it) is state.py's business.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from resnets.weights.format import check_finite as non_finite_keys
 
 LATEST = "latest.json"
 FORMAT = "resnets-checkpoint"
+CHECKPOINT_NAME = re.compile(r"epoch-\d{4,}(-step-\d{8,})?\.safetensors")
 
 
 def save_checkpoint(
@@ -36,6 +40,7 @@ def save_checkpoint(
     *,
     keep_last: int = 1,
     mid_epoch_step: int | None = None,
+    header: dict[str, str] | None = None,
 ) -> Path:
     """Write this epoch's tensors, commit by replacing latest.json, then keep the newest `keep_last`.
 
@@ -50,7 +55,7 @@ def save_checkpoint(
     name = f"epoch-{epoch:04d}" + (f"-step-{mid_epoch_step:08d}" if mid_epoch_step is not None else "")
     name += ".safetensors"
     cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    metadata = {"format": FORMAT, "state": json.dumps({**state, "tensors": name})}
+    metadata = {**(header or {}), "format": FORMAT, "state": json.dumps({**state, "tensors": name})}
     kept = [n for n in committed_names(folder) if n != name] + [name]
     kept = kept[-max(1, keep_last) :]
     try:
@@ -62,8 +67,8 @@ def save_checkpoint(
             f"could not write checkpoint {folder / name}: {exc.strerror or exc}; "
             + (f"the last good checkpoint is still {before}" if before else "no earlier checkpoint exists")
         ) from None
-    for old in folder.glob("*.safetensors"):
-        if old.name not in kept:
+    for old in folder.glob("epoch-*.safetensors"):
+        if old.name not in kept and CHECKPOINT_NAME.fullmatch(old.name):
             old.unlink(missing_ok=True)
     return folder / LATEST
 

@@ -61,6 +61,16 @@ class TrainConfig:
         "start from these weights (.safetensors, or a torchvision/timm/CIFAR .pth; see docs/weights.md)",
     )
     reset_head: bool = _f(False, "with --weights: a fresh classifier if the file's has another size")
+    freeze: str | None = _f(
+        None,
+        "parts that keep their weights (no gradients; their BatchNorm statistics fixed): comma-separated stem, layer1, ... layerN, or all-but-head for a linear probe",
+    )
+    freeze_bn: bool = _f(
+        False, "every BatchNorm in eval mode with frozen affine parameters (running statistics fixed)"
+    )
+    lr_backbone: float | None = _f(
+        None, "learning-rate multiplier for everything but the classifier (e.g. 0.1 when fine-tuning)"
+    )
     # model overrides (None keeps the model's own)
     shortcut: str | None = _f(None, "shortcut option A, B or C (paper sec. 3.3)", ("A", "B", "C"))
     width_multiplier: float | None = _f(None, "multiplier on every stage width")
@@ -187,34 +197,43 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> TrainConfig:
-        """Raise a one-line ResNetsError for settings that cannot work together."""
+        """Raise a one-line ResNetsError for settings that cannot work together, naming the
+        command-line flags (`--batch-size`), as users set them there."""
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
             if choices and value is not None and value not in choices:
-                raise ResNetsError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
+                raise ResNetsError(f"{flag(f.name)} must be one of {', '.join(choices)}, got {value!r}")
         if self.iterations is None and (self.epochs is None or self.epochs <= 0):
-            raise ResNetsError("set epochs > 0 or iterations")
+            raise ResNetsError("set --epochs > 0 or --iterations")
         if self.iterations is not None and self.iterations <= 0:
-            raise ResNetsError("iterations must be > 0")
+            raise ResNetsError("--iterations must be > 0")
         for name in ("batch_size", "checkpoint_every", "keep_last", "accum_steps"):
             if getattr(self, name) < 1:
-                raise ResNetsError(f"{name} must be >= 1")
-        for name in ("checkpoint_every_steps", "lr_base_batch"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ResNetsError(f"{name} must be >= 1")
-        if self.lr <= 0:
-            raise ResNetsError("lr must be > 0")
+                raise ResNetsError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("checkpoint_every_steps", "lr_base_batch", "workers", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "workers" else 1):
+                raise ResNetsError(f"{flag(name)} must be >= {0 if name == 'workers' else 1}, got {value}")
+        for name in ("lr", "momentum", "weight_decay", "gamma", "warmup", "label_smoothing"):
+            if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
+                raise ResNetsError(
+                    f"{flag(name)} must be {'> 0' if name == 'lr' else '>= 0'}, got {getattr(self, name)}"
+                )
         if self.eval_crops not in (1, 10):
-            raise ResNetsError("eval_crops must be 1 or 10")
+            raise ResNetsError(f"--eval-crops must be 1 or 10, got {self.eval_crops}")
+        if self.lr_backbone is not None and self.lr_backbone <= 0:
+            raise ResNetsError(
+                f"--lr-backbone must be > 0, got {self.lr_backbone} (freeze with --freeze instead)"
+            )
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ResNetsError("ema_decay must be in (0, 1)")
+            raise ResNetsError(f"--ema-decay must be in (0, 1), got {self.ema_decay}")
         if self.pad < 0:
-            raise ResNetsError("pad must be >= 0")
+            raise ResNetsError(f"--pad must be >= 0, got {self.pad}")
         if self.reset_head and not self.weights:
-            raise ResNetsError("reset_head needs weights to start from (--weights PATH)")
+            raise ResNetsError("--reset-head needs weights to start from (--weights PATH)")
         if self.compile_mode is not None and not self.compile:
-            raise ResNetsError("compile_mode chooses how to compile; it needs compile (--compile)")
+            raise ResNetsError("--compile-mode chooses how to compile; it needs --compile")
         return self
 
     def model_overrides(self) -> dict[str, Any]:
@@ -222,6 +241,11 @@ class TrainConfig:
         num_classes and in_channels)."""
         keys = [k for k in MODEL_OVERRIDES if k not in ("num_classes", "in_channels")]
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of config field `name`: batch_size -> --batch-size."""
+    return "--" + name.replace("_", "-")
 
 
 def config_fields() -> list[dataclasses.Field]:

@@ -28,6 +28,7 @@ from resnets.data.seeds import mix_seed
 from resnets.errors import ResNetsError
 from resnets.runtime.device import resolve_device
 from resnets.train import ranks
+from resnets.train.freeze import FrozenBatchNorm2d
 from resnets.train.run_dir import default_run_dir
 
 
@@ -131,15 +132,16 @@ def barrier() -> None:
 def wrap(model: nn.Module, device: torch.device, *, channels_last: bool, sync_bn: bool) -> nn.Module:
     """Move `model` to `device` and, with several processes, wrap it in DistributedDataParallel.
 
-    `sync_bn` turns every BatchNorm into SyncBatchNorm, so batch statistics are computed over the
-    global batch rather than each rank's share (useful when per-rank batches are small). The
+    `sync_bn` turns every BatchNorm that trains into SyncBatchNorm, so batch statistics are
+    computed over the global batch rather than each rank's share (useful when per-rank batches
+    are small); frozen ones (freeze.py) keep their fixed statistics. The
     returned module is the one to call in the training step; `model` keeps the parameters and
     the state_dict names.
     """
     if sync_bn and ranks.world_size() > 1:
         if device.type != "cuda":
             raise ResNetsError("--sync-bn needs CUDA: torch's SyncBatchNorm has no CPU implementation")
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = sync_batchnorm(model)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -154,6 +156,17 @@ def wrap(model: nn.Module, device: torch.device, *, channels_last: bool, sync_bn
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
+
+
+def sync_batchnorm(module: nn.Module) -> nn.Module:
+    """torch's convert_sync_batchnorm, leaving frozen BatchNorms (eval mode for good) as they are."""
+    if isinstance(module, FrozenBatchNorm2d):
+        return module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        module.add_module(name, sync_batchnorm(child))
+    return module
 
 
 def broadcast_buffers(module: nn.Module) -> None:

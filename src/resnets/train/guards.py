@@ -10,17 +10,27 @@ update.
 
 `search_batch_size` is the search behind the out-of-memory message and `--auto-batch-size`
 (memory.py tries the batch sizes).
+
+`failures_named` turns anything else that goes wrong inside the loop into one line naming the
+step (or evaluation, or save) and the last good checkpoint, with the traceback kept in the run
+directory, and Ctrl-C into `TrainingInterrupted`, which names the checkpoint and the exact
+command that continues the run.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+import shlex
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from resnets.atomic import write_text
 from resnets.errors import ResNetsError
+from resnets.text import first_line
 from resnets.train import ranks
 from resnets.train.checkpoint import describe_checkpoint
 
@@ -75,6 +85,82 @@ class LossGuard:
             + (last if last else "none yet")
             + ". Lower --lr, set --grad-clip, or pass --skip-nonfinite to skip such steps"
         )
+
+
+# --- failures and interruptions inside the loop ---------------------------------------------------
+
+
+class StepFailed(ResNetsError):
+    """An unexpected exception inside the training loop, reported as one line (the traceback is
+    kept in the run directory); the run resumes from its last good checkpoint."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; its message names the last checkpoint and the resume command."""
+
+
+class Activity:
+    """What the loop is doing, for the message if it fails: "step 45" while training (kept as a
+    step number, read when needed), else a phrase ("evaluation after epoch 3")."""
+
+    def __init__(self) -> None:
+        self.phrase: str | None = None
+        self.step = 0
+
+    def training(self, step: int) -> None:
+        self.phrase, self.step = None, step
+
+    def doing(self, phrase: str) -> None:
+        self.phrase = phrase
+
+    def __str__(self) -> str:
+        return self.phrase or f"step {self.step}"
+
+
+def resume_command(run_dir: Path, world_size: int = 1) -> str:
+    """The command that continues the run in `run_dir` (on `world_size` processes)."""
+    more = f" --nproc-per-node {world_size}" if world_size > 1 else ""
+    return f"resnets train --resume {shlex.quote(str(run_dir))}{more}"
+
+
+def last_checkpoint_text(run_dir: Path) -> str:
+    """'last checkpoint: <file> (epoch E, step S)', or that there is none yet."""
+    last = describe_checkpoint(run_dir / "checkpoint")
+    return f"last checkpoint: {last}" if last else "no checkpoint yet (a resume starts the run over)"
+
+
+@contextmanager
+def failures_named(run_dir: Path, activity: Activity, world_size: int = 1) -> Iterator[None]:
+    """Inside: Ctrl-C becomes TrainingInterrupted and any unexpected exception StepFailed, each
+    one line naming `activity`, the last good checkpoint and the resume command. Our own one-line
+    errors (ResNetsError) and running out of memory (memory.py's business) pass through as they are.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            f"stopped during {activity}; {last_checkpoint_text(run_dir)}; "
+            f"continue with: {resume_command(run_dir, world_size)}"
+        ) from None
+    except (ResNetsError, torch.OutOfMemoryError):
+        raise
+    except Exception as exc:
+        kept = keep_traceback(run_dir, exc)
+        raise StepFailed(
+            f"{activity} failed: {type(exc).__name__}: {first_line(exc, 300)}; "
+            + (f"traceback in {kept}; " if kept else "")
+            + f"{last_checkpoint_text(run_dir)}; after a fix, continue with: {resume_command(run_dir, world_size)}"
+        ) from exc
+
+
+def keep_traceback(run_dir: Path, exc: BaseException) -> Path | None:
+    """Write the full traceback to RUN_DIR/error.txt (error-rankR.txt on other ranks); None when
+    it cannot be written (the one-line message still goes out)."""
+    name = "error.txt" if ranks.is_main() else f"error-rank{ranks.rank()}.txt"
+    try:
+        return write_text(run_dir / name, "".join(traceback.format_exception(exc)))
+    except OSError:
+        return None
 
 
 # --- out of memory ---------------------------------------------------------------------------

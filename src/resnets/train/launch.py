@@ -26,9 +26,11 @@ from resnets.errors import ResNetsError
 from resnets.train import distributed
 from resnets.train.checkpoint import LATEST
 from resnets.train.config import TrainConfig
+from resnets.train.guards import TrainingInterrupted, last_checkpoint_text, resume_command
 from resnets.train.loop import train_here
 from resnets.train.memory import with_batch_that_fits
 from resnets.train.recipes import resolve_recipe
+from resnets.train.resume import LENGTH, resume_config
 from resnets.train.run_dir import check_fresh_run_dir, default_run_dir, read_run_config
 
 WORKER = ["-m", "resnets.train.worker"]  # what torchrun starts: `python -m resnets.train.worker ...`
@@ -51,7 +53,10 @@ def train(
     that summary.json holds (keys as in docs/training.md; accuracies in 0..1, times in seconds).
 
     `resume=True` continues the run in `run_dir` from its last checkpoint with the config it was
-    started with (a `config` given too must be that one). `nproc_per_node=N` trains data-parallel in
+    started with, or with `config` when given: that may change how and where the run executes
+    and its length (resume.py; a new length re-lays the schedule from the current step), not what
+    it computes. A finished run resumed without a new length returns its summary with
+    "already_complete" (a sentence saying so). `nproc_per_node=N` trains data-parallel in
     N processes on this machine (one per GPU, or CPU processes with gloo) under torchrun,
     restarted up to `max_restarts` times from the last checkpoint when a worker dies; under your
     own torchrun, leave it unset: every worker calls `train`. `console` shows a progress bar on
@@ -62,7 +67,10 @@ def train(
 
     Raises ResNetsError (one line) for settings that cannot work, a run directory that already
     holds a run, data or weights that cannot be read, a batch that does not fit in memory (naming
-    the one that does), a non-finite loss (NonFiniteLossError), or a torchrun group that failed.
+    the one that does), a non-finite loss (NonFiniteLossError), an unexpected error inside the
+    loop (StepFailed, naming the step, the last checkpoint and where the traceback was kept), or a
+    torchrun group that failed; TrainingInterrupted (a KeyboardInterrupt) for Ctrl-C, naming the
+    last checkpoint and the command that continues the run.
     """
     if max_restarts and nproc_per_node is None:
         raise ResNetsError(
@@ -73,13 +81,9 @@ def train(
             raise ResNetsError("resume needs the run directory to continue")
         run_dir = Path(run_dir)
         saved = read_run_config(run_dir)
-        if config is not None and config.replace(out=None) != saved.replace(out=None):
-            changed = [k for k, v in config.to_dict().items() if k != "out" and getattr(saved, k) != v]
-            raise ResNetsError(
-                f"--resume continues {run_dir} with its own config; drop "
-                + ", ".join("--" + k.replace("_", "-") for k in changed)
-            )
-        config = saved
+        config, changed = resume_config(run_dir, saved, config if config is not None else saved)
+        if not set(changed) & set(LENGTH) and (run_dir / "summary.json").is_file():
+            return already_complete(run_dir, config)
     config = (config if config is not None else resolve_recipe("default")).validate()
     if nproc_per_node is not None:
         return launch(
@@ -118,6 +122,21 @@ def train(
             )
 
         return with_batch_that_fits(attempt, config, resume=resume)
+
+
+def already_complete(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
+    """The summary of a finished run, with "already_complete": the sentence that says so."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ResNetsError(f"{run_dir / 'summary.json'}: unreadable ({type(exc).__name__})") from None
+    unit = "--iterations" if config.iterations is not None else "--epochs"
+    done = summary.get("steps") if config.iterations is not None else summary.get("epochs")
+    summary["already_complete"] = (
+        f"{run_dir} is already complete ({summary.get('epochs')} epochs, {summary.get('steps')} steps); "
+        f"to train it further, resume with {unit} beyond {done}"
+    )
+    return summary
 
 
 def is_main_process() -> bool:
@@ -159,16 +178,21 @@ def launch(
     with tempfile.TemporaryDirectory(prefix="resnets-launch-") as folder:
         record = Path(folder) / "config.json"
         record.write_text(json.dumps({"config": config.to_dict(), "command": command}), encoding="utf-8")
-        args = ["--resume"] if resume else ["--config", str(record)]
+        args = ["--config", str(record)] + (["--resume"] if resume else [])
         args += ["--console"] if console else []
         args += ["--table-to-stderr"] if table_to_stderr else []
         args += ["--stop-after-epoch", str(stop_after_epoch)] if stop_after_epoch is not None else []
-        code = subprocess.run(torchrun_command([*args, str(run_dir)], nproc, restarts)).returncode
+        try:
+            code = subprocess.run(torchrun_command([*args, str(run_dir)], nproc, restarts)).returncode
+        except KeyboardInterrupt:  # torchrun got the Ctrl-C too and stops its workers
+            raise TrainingInterrupted(
+                f"{last_checkpoint_text(run_dir)}; continue with: {resume_command(run_dir, nproc)}"
+            ) from None
     if code != 0:
         raise ResNetsError(
             f"distributed training failed (torchrun exit code {code}; {restarts} restart(s) allowed); "
-            f"see the worker errors above. {run_dir} keeps the last checkpoint, if one was written: "
-            f"continue with 'resnets train --resume {run_dir} --nproc-per-node {nproc}'"
+            f"see the worker errors above; {last_checkpoint_text(run_dir)}; "
+            f"continue with: {resume_command(run_dir, nproc)}"
         )
     if stop_after_epoch is not None and not (run_dir / "summary.json").is_file():
         latest = json.loads((run_dir / "checkpoint" / LATEST).read_text(encoding="utf-8"))

@@ -1,6 +1,11 @@
 """What a run reports: a progress bar per epoch, a table row per epoch, metrics.csv, curves.png,
 and optionally TensorBoard.
 
+metrics.csv is rewritten after every epoch; so is curves.png, except that it waits until
+`CURVES_EVERY_S` seconds have passed since it was last drawn (drawing takes about half a second,
+which would slow a run of few-second epochs by a sixth). It is always drawn after the last
+epoch and when the run stops for any reason (`close`), so an interrupted run keeps its curves.
+
 The loop hands each epoch's numbers to `RunLog`; the console part (tqdm on stderr, rows on
 stdout) is switched on by the CLI only, so the library stays silent when called from Python.
 """
@@ -10,13 +15,17 @@ from __future__ import annotations
 import csv
 import io
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from resnets.atomic import write_text
 from resnets.errors import ResNetsError
+from resnets.plots import plot_curves
 from resnets.text import shorten
+
+CURVES_EVERY_S = 10.0
 
 COLUMNS = (
     "epoch",
@@ -89,31 +98,52 @@ class RunLog:
         console: bool = False,
         table_stream: TextIO | None = None,
         tensorboard: bool = False,
+        curves_title: str = "",
     ) -> None:
         self.run_dir = run_dir
         self.console = console
         self.table_stream = table_stream or sys.stdout
         self.writer = open_tensorboard(run_dir) if tensorboard else None
         self._printed_header = False
+        self.curves_title = curves_title
+        self._history: Sequence[dict[str, Any]] = []
+        self._drawn: tuple[int, float] = (0, -CURVES_EVERY_S)  # (epochs drawn, when)
 
     def bar(self, epoch: int, epochs: int, steps: int):
         """A tqdm bar for one epoch on stderr (disabled when not on a terminal, or not console)."""
+        return self._bar(steps, f"epoch {epoch}/{epochs}", "step")
+
+    def eval_bar(self, epoch: int, epochs: int, batches: int):
+        """A tqdm bar over the validation batches after an epoch (as `bar`)."""
+        return self._bar(batches, f"eval {epoch}/{epochs}", "batch")
+
+    def _bar(self, total: int, desc: str, unit: str):
         from tqdm import tqdm
 
         return tqdm(
-            total=steps,
-            desc=f"epoch {epoch}/{epochs}",
-            unit="step",
+            total=total,
+            desc=desc,
+            unit=unit,
             leave=False,
             file=sys.stderr,
             disable=True if not self.console else None,
             dynamic_ncols=True,
         )
 
+    def note(self, text: str) -> None:
+        """One line on stderr before training (console only): a fact the user should know, such
+        as whether warm-up is on or what a resume changed."""
+        if self.console:
+            print(f"note: {text}", file=sys.stderr, flush=True)
+
     def epoch(self, row: dict[str, Any], history: Sequence[dict[str, Any]], epochs: int) -> None:
-        """metrics.csv rewritten with `history`; on the console the table row (and the header
-        first) and, on stderr, the unreadable images the epoch skipped."""
+        """metrics.csv rewritten with `history`, curves.png too (at most every CURVES_EVERY_S
+        seconds but after the last epoch); on the console the table row (and the header first)
+        and, on stderr, the unreadable images the epoch skipped."""
         write_metrics_csv(self.run_dir / "metrics.csv", history)
+        self._history = history
+        if row["epoch"] >= epochs or time.monotonic() - self._drawn[1] >= CURVES_EVERY_S:
+            self.draw_curves()
         if self.console:
             if not self._printed_header:
                 print(format_header(), file=self.table_stream, flush=True)
@@ -126,9 +156,21 @@ class RunLog:
                 self.writer.add_scalar(key, row[key], row["step"])
             self.writer.flush()
 
+    def draw_curves(self) -> None:
+        """Write curves.png from the epochs logged so far."""
+        if self._history:
+            plot_curves(self.run_dir / "curves.png", self._history, title=self.curves_title)
+            self._drawn = (len(self._history), time.monotonic())
+
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        """Draw the curves of epochs not drawn yet (a run that stops keeps them) and close
+        TensorBoard."""
+        try:
+            if len(self._history) > self._drawn[0]:
+                self.draw_curves()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
 
 
 def open_tensorboard(run_dir: Path):

@@ -21,6 +21,8 @@ run_dir.py and logging.py.
 from __future__ import annotations
 
 import itertools
+import math
+import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,15 +32,17 @@ import torch
 
 from resnets.atomic import write_json
 from resnets.data import make_loader
-from resnets.plots import plot_curves
+from resnets.errors import ResNetsError
 from resnets.runtime.metrics import Evaluation, evaluate
 from resnets.train import distributed, ranks
 from resnets.train.build import Run, build_run
 from resnets.train.config import TrainConfig
 from resnets.train.device import seed_python, set_determinism
+from resnets.train.guards import Activity, failures_named
 from resnets.train.logging import RunLog, check_tensorboard, format_duration
-from resnets.train.run_dir import run_record
-from resnets.train.schedule import Schedule
+from resnets.train.resume import describe_changes
+from resnets.train.run_dir import read_run_config, record_resume, run_record
+from resnets.train.schedule import Schedule, relaid
 from resnets.train.state import TrainState, restore, save
 from resnets.train.step import set_lr
 from resnets.weights.format import WeightsMeta, save_weights
@@ -58,6 +62,12 @@ def train_here(
     """This process's part of a run into `run_dir` on `device` (the process group, if any, is
     joined): build it, restore it when `resume`, train it, finish it; return the summary.
 
+    Nothing is written until the run is built and every check has passed (preflight.py). A resume
+    continues with `config`, which may differ from the run's recorded one as resume.py allows:
+    a new length re-lays the schedule (schedule.relaid), and config.json records the change.
+    Inside the loop, Ctrl-C and unexpected errors become one line naming the last checkpoint
+    and the resume command (guards.failures_named).
+
     `console` shows the progress bar (stderr) and the table rows (`table_stream`, default stdout).
     `stop_after_epoch` ends the call after that epoch with a checkpoint, as an interruption would.
     """
@@ -65,35 +75,101 @@ def train_here(
     if config.tensorboard:
         check_tensorboard()
     set_determinism(config, device)
+    recorded = read_run_config(run_dir) if resume else None
     run = build_run(config, run_dir, device)
     seed_python(config)
     state = TrainState()
     if resume:
         state = restore(run.checkpoint_dir, run.model, run.optimizer, run.scaler, run.ema, device)
+        continue_schedule(run, state, recorded)
     if run.world_size > 1:
         distributed.seed_rank(config.seed, state.step)
-    if not resume and run.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(
-            run_dir / "config.json", run_record(config, run.data, run.model, device, command, run.world_size)
-        )
+    if resume:
+        distributed.barrier()  # every rank has read the recorded config before rank 0 updates it
+    if run.main:
+        if not resume:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(
+                run_dir / "config.json",
+                run_record(config, run.data, run.model, device, command, run.world_size),
+            )
+        elif recorded is not None and (changed := resume_changes(recorded, config)):
+            record_resume(run_dir, config, changed, command, device, run.world_size, state.step)
+            run.notes.insert(0, f"resumed at step {state.step} with {describe_changes(changed)}")
+            if "epochs" in changed or "iterations" in changed:
+                run.notes.extend(set_aside_final_files(run_dir, state.epoch))
     log = RunLog(
         run_dir,
         console=console and run.main,
         table_stream=table_stream,
         tensorboard=config.tensorboard and run.main,
+        curves_title=f"{config.model} on {run.data.name}",
     )
+    for note in run.notes:
+        log.note(note)
+    activity = Activity()
     try:
-        return train_loop(run, state, log, stop_after_epoch=stop_after_epoch)
+        with failures_named(run_dir, activity, run.world_size):
+            return train_loop(run, state, log, stop_after_epoch=stop_after_epoch, activity=activity)
     finally:
         log.close()
 
 
+def continue_schedule(run: Run, state: TrainState, recorded: TrainConfig | None) -> None:
+    """Set `run`'s schedule for a resume from `state`: the run's own (with the restart point an
+    earlier extension laid, if any), or, when the length changed from `recorded`, the schedule
+    laid again from the current step (schedule.relaid, said in the run's notes)."""
+    config, per_epoch = run.config, run.steps_per_epoch
+    schedule = Schedule.from_config(config, per_epoch, state.schedule_restart)
+    if recorded is not None and (recorded.epochs, recorded.iterations) != (config.epochs, config.iterations):
+        if schedule.total_steps <= state.step:
+            raise ResNetsError(
+                f"{run.run_dir} has trained {state.step} steps ({state.epoch} epochs) already; the new "
+                f"length ends at step {schedule.total_steps}: give --epochs or --iterations beyond that"
+            )
+        before = Schedule.from_config(recorded, per_epoch, state.schedule_restart)
+        schedule, line = relaid(before, schedule, state.step)
+        state.schedule_restart = list(schedule.restart) if schedule.restart else state.schedule_restart
+        run.notes.append(line)
+    run.schedule = schedule
+    run.epochs = math.ceil(schedule.total_steps / per_epoch)
+
+
+def resume_changes(recorded: TrainConfig, config: TrainConfig) -> dict[str, Any]:
+    """{field: (old, new)} for what a resume changes of the recorded config (`out` aside)."""
+    return {
+        k: (v, getattr(config, k))
+        for k, v in recorded.to_dict().items()
+        if k != "out" and v != getattr(config, k)
+    }
+
+
+def set_aside_final_files(run_dir: Path, epoch: int) -> list[str]:
+    """A finished run that is extended keeps its final weights and summary under their epoch
+    (model-epoch-0012.safetensors, summary-epoch-0012.json): until the longer run ends, `eval`,
+    `predict` and `export` then use its newest checkpoint instead of the older final weights."""
+    moved = []
+    for name in ("model.safetensors", "summary.json"):
+        path = run_dir / name
+        if path.is_file():
+            kept = path.with_name(f"{path.stem}-epoch-{epoch:04d}{path.suffix}")
+            os.replace(path, kept)
+            moved.append(f"{name} -> {kept.name}")
+    return [f"the finished run's files are kept: {', '.join(moved)}"] if moved else []
+
+
 def train_loop(
-    run: Run, state: TrainState, log: RunLog, *, stop_after_epoch: int | None = None
+    run: Run,
+    state: TrainState,
+    log: RunLog,
+    *,
+    stop_after_epoch: int | None = None,
+    activity: Activity | None = None,
 ) -> dict[str, Any]:
-    """Train `run` from `state` to the end of its schedule (or `stop_after_epoch`); return the summary."""
+    """Train `run` from `state` to the end of its schedule (or `stop_after_epoch`); return the
+    summary. `activity` follows what the loop is doing, for the message if something fails."""
     config, accum = run.config, run.config.accum_steps
+    now = activity if activity is not None else Activity()
     lr = run.schedule(state.step, state.warmup_done)
     for epoch in range(state.epoch, run.epochs):
         # --- one epoch of training -----------------------------------------------------------
@@ -106,12 +182,14 @@ def train_loop(
         steps = min(run.steps_per_epoch - done, run.schedule.total_steps - state.step)
         bar = log.bar(epoch + 1, run.epochs, steps)
         micro_batches = itertools.islice(run.train_loader.epoch(epoch, skip=done * accum), steps * accum)
+        now.training(state.step + 1)
         for batches in groups_of(micro_batches, accum):
+            now.training(state.step + 1)
             lr = run.schedule(state.step, state.warmup_done)
             set_lr(run.optimizer, lr)
             stats, applied = run.step(batches, state.step + 1)
             sums += stats
-            if not applied:  # --skip-nonfinite dropped this step's update
+            if not applied:  # --skip-nonfinite (or a too-small folder batch) dropped the update
                 state.skipped_steps.append(state.step + 1)
                 continue
             state.step += 1
@@ -135,8 +213,9 @@ def train_loop(
         train_seconds = time.perf_counter() - start
 
         # --- evaluate, reduce, log, checkpoint ----------------------------------------------
+        now.doing(f"evaluation after epoch {epoch + 1}")
         distributed.broadcast_buffers(run.eval_model)  # one model on every rank, the one rank 0 saves
-        val = evaluate_model(run, run.val_loader)
+        val = evaluate_model(run, run.val_loader, log.eval_bar(epoch + 1, run.epochs, len(run.val_loader)))
         totals = ranks.reduce_sums(torch.cat([sums, sums[2:] - carried[2]]))
         images, images_now = int(totals[2].item()), int(totals[3].item())  # the epoch's; this call's
         seconds = time.perf_counter() - start
@@ -162,7 +241,9 @@ def train_loop(
         }
         state.history.append(row)
         if run.main:
+            now.doing(f"logging epoch {state.epoch}")
             log.epoch(row, state.history, run.epochs)
+            now.doing(f"the checkpoint of epoch {state.epoch}")
             by_steps = config.checkpoint_every_steps and state.step % config.checkpoint_every_steps == 0
             if (
                 state.epoch == run.epochs
@@ -174,7 +255,8 @@ def train_loop(
         if stop_after_epoch is not None and state.epoch >= stop_after_epoch and state.epoch < run.epochs:
             return {"run_dir": str(run.run_dir), "epochs": state.epoch, "stopped": True}
 
-    # --- the end: weights, curves, summary -----------------------------------------------------
+    # --- the end: weights, summary -------------------------------------------------------------
+    now.doing("writing the final weights and summary")
     return finish(run, state)
 
 
@@ -191,21 +273,48 @@ def groups_of(items: Iterable[T], n: int) -> Iterator[list[T]]:
 
 
 def checkpoint(run: Run, state: TrainState, *, mid_epoch: bool = False) -> None:
-    """Save everything a resume needs into the run's checkpoint folder (rank 0 calls this)."""
-    save(run.checkpoint_dir, run.config, state, run.model, run.optimizer, run.scaler, run.ema, mid_epoch)
+    """Save everything a resume needs into the run's checkpoint folder (rank 0 calls this). The
+    tensor file also carries the metadata model.safetensors would (weights_meta), naming which of
+    its weights are the run's, so `eval`, `predict` and `export` can use an unfinished run."""
+    val_top1 = state.history[-1]["val_top1"] if state.history else None
+    meta = weights_meta(run, val_top1)
+    meta.extra["checkpoint_weights"] = "ema.module." if run.ema is not None else "model."
+    meta.extra["checkpoint"] = {"epoch": state.epoch, "epochs": run.epochs, "step": state.step}
+    save(
+        run.checkpoint_dir,
+        run.config,
+        state,
+        run.model,
+        run.optimizer,
+        run.scaler,
+        run.ema,
+        mid_epoch,
+        weights_header=meta.to_header(),
+    )
 
 
-def evaluate_model(run: Run, loader) -> Evaluation:
+def evaluate_model(run: Run, loader, bar=None) -> Evaluation:
     """Loss, top-1 and top-5 of the run's evaluated model (EMA or raw) on `loader`'s batches,
-    summed over every rank's shard."""
+    summed over every rank's shard; `bar` (a tqdm) counts the batches."""
+    batches = loader.epoch(0) if bar is None else counted(loader.epoch(0), bar)
     return evaluate(
         run.eval_model,
-        loader.epoch(0),
+        batches,
         run.data.num_classes,
         autocast=run.amp,
         channels_last=run.channels_last,
         reduce=ranks.reduce_sums,  # each rank holds a disjoint share of the split
     )
+
+
+def counted(items: Iterable[T], bar) -> Iterator[T]:
+    """`items`, ticking `bar` after each, and closing it at the end."""
+    try:
+        for item in items:
+            yield item
+            bar.update(1)
+    finally:
+        bar.close()
 
 
 def progress_text(
@@ -272,12 +381,11 @@ def finish(run: Run, state: TrainState) -> dict[str, Any]:
     if not run.main:
         return summary
     save_weights(eval_model, run.run_dir / "model.safetensors", weights_meta(run, last["val_top1"]))
-    plot_curves(run.run_dir / "curves.png", state.history, title=f"{config.model} on {data.name}")
     write_json(run.run_dir / "summary.json", summary)
     return summary
 
 
-def weights_meta(run: Run, val_top1: float) -> WeightsMeta:
+def weights_meta(run: Run, val_top1: float | None) -> WeightsMeta:
     """What model.safetensors records beside the weights: the network, its classes and the
     preprocessing that goes with them (so predict, eval and export need nothing else)."""
     data = run.data

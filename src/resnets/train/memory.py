@@ -19,6 +19,7 @@ from resnets.train.build import build_model, load_training_data
 from resnets.train.config import TrainConfig
 from resnets.train.device import autocast, speed_up, to_input, use_channels_last
 from resnets.train.guards import free_memory, search_batch_size
+from resnets.train.preflight import min_micro_batch
 
 
 def with_batch_that_fits(
@@ -62,6 +63,7 @@ def largest_batch_size(config: TrainConfig) -> int:
 def _search_on_fresh_model(config: TrainConfig, device: torch.device) -> int:
     data = load_training_data(config)
     model = build_model(config, data)
+    least = min_micro_batch(config, data, model)  # below it BatchNorm cannot train at all
     forward = speed_up(model, config.replace(compile=False), device)
     channels_last = use_channels_last(config, device)
     amp = autocast(device, config.precision)
@@ -69,6 +71,8 @@ def _search_on_fresh_model(config: TrainConfig, device: torch.device) -> int:
     model.train()
 
     def fits(batch: int) -> bool:
+        if batch < least:
+            return False
         try:
             x = to_input(torch.randn(batch, *shape, device=device), channels_last)
             y = torch.randint(0, data.num_classes, (batch,), device=device)

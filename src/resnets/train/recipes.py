@@ -5,7 +5,10 @@
 - modern: cosine schedule with warm-up, label smoothing, MixUp/CutMix, EMA and no weight decay
   on BN and biases, after torchvision's "new training recipe" (Vryniotis 2021).
 - default: what `resnets train` runs with no arguments: ResNet-20 on the bundled digits,
-  in about a minute on two CPU cores.
+  in about 40 s on two idle CPU cores.
+
+Recipes decide from the network, never from its name: paper-cifar's warm-up applies to the
+resolved spec (any CIFAR-layout network of 110 layers or more, however it is written).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from resnets.errors import ResNetsError
+from resnets.models.create import resolve_spec
 from resnets.train.config import TrainConfig
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -101,9 +105,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 # Sec. 4.2: "For the 110-layer net ... we use 0.01 to warm up the training until the training
 # error is below 80% (about 400 iterations), and then go back to 0.1." The 1202-layer net
-# follows "the same training strategies".
+# follows "the same training strategies". The rule, as we apply it: a network of the CIFAR layout
+# (3x3 stem, no max-pool; sec. 4.2) with at least 110 weighted layers, plain or residual.
 PAPER_CIFAR_WARMUP = {"warmup_lr": 0.01, "warmup_until_error": 0.8}
-PAPER_CIFAR_WARMUP_MODELS = ("resnet110", "resnet1202", "plain110")
+PAPER_CIFAR_WARMUP_DEPTH = 110
 
 
 def list_recipes() -> list[str]:
@@ -113,14 +118,16 @@ def list_recipes() -> list[str]:
 def resolve_recipe(name: str, **overrides: Any) -> TrainConfig:
     """The recipe's configuration with `overrides` applied (None values ignored), validated.
 
-    paper-cifar adds the paper's low-lr warm-up when the model is ResNet-110 or -1202, unless the
-    warm-up fields are overridden.
+    paper-cifar adds the paper's low-lr warm-up when the network needs it (`needs_paper_warmup`:
+    decided from its resolved spec, so `basic:18-18-18:16-32-64` is ResNet-110 too), unless the
+    warm-up fields are overridden. Raises ResNetsError for an unknown recipe or bad field, and
+    SpecError for a model paper-cifar cannot resolve.
     """
     if name not in RECIPES:
         raise ResNetsError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
     given = {k: v for k, v in overrides.items() if v is not None}
     values = {**RECIPES[name], **given}
-    if name == "paper-cifar" and values["model"] in PAPER_CIFAR_WARMUP_MODELS:
+    if name == "paper-cifar" and needs_paper_warmup(values["model"]):
         values.update({k: v for k, v in PAPER_CIFAR_WARMUP.items() if k not in given})
     # The length is given one way: an --epochs override replaces a recipe's iterations and back.
     if "iterations" in given and "epochs" not in given:
@@ -128,3 +135,33 @@ def resolve_recipe(name: str, **overrides: Any) -> TrainConfig:
     if "epochs" in given and "iterations" not in given:
         values["iterations"] = None
     return TrainConfig.from_dict(values).validate()
+
+
+def needs_paper_warmup(model: str) -> bool:
+    """Whether paper-cifar warms `model` up at lr 0.01 (sec. 4.2): a CIFAR-layout network (3x3
+    stem) of at least 110 weighted layers, as ResNet-110 and -1202 are, named or written as a spec."""
+    spec = resolve_spec(model)
+    return spec.stem == "cifar" and spec.num_layers >= PAPER_CIFAR_WARMUP_DEPTH
+
+
+def recipe_notes(name: str, config: TrainConfig) -> list[str]:
+    """One-line facts about how recipe `name` resolved for `config`, for the command line to show:
+    for paper-cifar, whether the ResNet-110 warm-up is on and why."""
+    if name != "paper-cifar":
+        return []
+    spec = resolve_spec(config.model)
+    depth = f"{config.model} has {spec.num_layers} layers"
+    if config.warmup_until_error is not None:
+        return [
+            f"warm-up on: lr {config.warmup_lr:g} until the training error is below "
+            f"{config.warmup_until_error:.0%}, then {config.lr:g} ({depth}; sec. 4.2 warms up "
+            f"networks of {PAPER_CIFAR_WARMUP_DEPTH} layers or more)"
+        ]
+    if needs_paper_warmup(config.model):
+        return [
+            f"warm-up off, as set (--warmup-until-error none), although sec. 4.2 would warm up {config.model}"
+        ]
+    why = "not of the CIFAR layout" if spec.stem != "cifar" else f"fewer than {PAPER_CIFAR_WARMUP_DEPTH}"
+    return [
+        f"warm-up off: {depth}, {why} (sec. 4.2 warms up CIFAR networks of {PAPER_CIFAR_WARMUP_DEPTH} layers or more)"
+    ]

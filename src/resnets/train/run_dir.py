@@ -4,6 +4,7 @@ and config.json, the record of how a run was made (config, versions, command lin
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnets.atomic import write_json
 from resnets.errors import ResNetsError
 from resnets.train.config import TrainConfig
 from resnets.version import __version__
@@ -58,6 +60,34 @@ def run_record(
     }
 
 
+def record_resume(
+    run_dir: Path,
+    config: TrainConfig,
+    changed: dict[str, Any],
+    command,
+    device: torch.device,
+    world_size: int,
+    step: int,
+) -> None:
+    """Add a resume to config.json: the config it continues with becomes the run's (so the next
+    resume and `resnets eval` read it), and "resumes" lists when, where, from which step, with
+    which command and which changes ({field: [old, new]})."""
+    path = run_dir / "config.json"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record["config"] = config.to_dict()
+    record.setdefault("resumes", []).append(
+        {
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "at_step": step,
+            "command": command if command is not None else sys.argv,
+            "device": str(device),
+            "world_size": world_size,
+            "changed": {k: list(v) for k, v in changed.items()},
+        }
+    )
+    write_json(path, record)
+
+
 def default_run_dir(config: TrainConfig, root: str | Path = "runs", run_id: str | None = None) -> Path:
     """runs/<model>-<data>-<UTC time>, with a numeric suffix if that exists already.
 
@@ -81,14 +111,27 @@ def default_run_dir(config: TrainConfig, root: str | Path = "runs", run_id: str 
 
 
 def check_fresh_run_dir(run_dir: Path) -> None:
+    """Refuse, before anything is built or written, a run directory that cannot take a new run:
+    one that holds a run already, a file, a path through a file, or a folder we cannot write."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ResNetsError(f"--out {run_dir} is a file, not a folder; name a new folder for the run")
     if (run_dir / "checkpoint").exists() or (run_dir / "config.json").exists():
         raise ResNetsError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+    existing = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ResNetsError(
+            f"--out {run_dir}: {existing} is a file, so the run directory cannot be made there"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ResNetsError(f"--out {run_dir}: {existing} is not writable")
 
 
 def read_run_config(run_dir: Path) -> TrainConfig:
     """The config a run was made with, from its config.json: a one-line ResNetsError for a folder
     that is not a run directory or whose record is damaged."""
     record = run_dir / "config.json"
+    if not run_dir.exists():
+        raise ResNetsError(f"{run_dir}: no such run directory")
     if not record.is_file():
         raise ResNetsError(f"{run_dir}: not a run directory (no config.json)")
     try:

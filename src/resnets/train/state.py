@@ -47,14 +47,25 @@ class TrainState:
     step_seconds: float = 0.0  # of which training steps
     images_seen: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    skipped_steps: list[int] = field(default_factory=list)  # non-finite losses under --skip-nonfinite
+    skipped_steps: list[int] = field(default_factory=list)  # updates dropped (--skip-nonfinite, ...)
+    schedule_restart: list[float] | None = None  # [step, lr] where a resume laid the cosine again
 
 
-def save(folder: Path, config, state: TrainState, model, optimizer, scaler, ema, mid_epoch=False) -> None:
+def save(
+    folder: Path,
+    config,
+    state: TrainState,
+    model,
+    optimizer,
+    scaler,
+    ema,
+    mid_epoch=False,
+    weights_header: dict[str, str] | None = None,
+) -> None:
     """Write a checkpoint of the run into `folder` (checkpoint.save_checkpoint: atomic, committed
     by latest.json, refused if any tensor is not finite): model, EMA, optimizer state, torch's and
     CUDA's RNG states as tensors; progress, optimizer settings, scaler, Python's RNG and config as
-    JSON."""
+    JSON; `weights_header` (weights.format's metadata) into the tensor file's header."""
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
@@ -77,6 +88,7 @@ def save(folder: Path, config, state: TrainState, model, optimizer, scaler, ema,
         json_state,
         keep_last=config.keep_last,
         mid_epoch_step=state.step if mid_epoch else None,
+        header=weights_header,
     )
 
 

@@ -12,7 +12,8 @@
     EMA update                          --ema-decay
 
 The step returns device tensors (loss sum, correct, images), so the loop adds them up without a
-host sync per step.
+host sync per step. A step whose micro-batch holds fewer images than BatchNorm can train on
+(`min_batch`: only a folder batch that unreadable files shrank can) is dropped, on every rank.
 
 On CUDA, with static shapes and the data already on the GPU, everything from the forward to
 zero_grad is captured once as a CUDA graph (after a few eager warm-up steps) and replayed from
@@ -33,9 +34,11 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from resnets.errors import ResNetsError
+from resnets.train import ranks
 from resnets.train.config import TrainConfig
 from resnets.train.device import autocast, speed_up, to_input, use_channels_last
 from resnets.train.distributed import no_sync
+from resnets.train.freeze import head_parameter_ids
 from resnets.train.guards import LossGuard
 
 GRAPH_WARMUP = 3  # eager steps before the CUDA graph is captured (cuDNN autotuning, optimizer state)
@@ -50,24 +53,34 @@ def build_optimizer(
     model: nn.Module, config: TrainConfig, *, tensor_lr: bool = False
 ) -> torch.optim.Optimizer:
     """SGD with momentum (He et al. 2015, sec. 3.4: momentum 0.9, weight decay 1e-4 by default) or
-    AdamW, over `model`'s parameters (already on their device); weight decay optionally off for
-    BN parameters and biases (`decay_norm_and_bias=False`).
+    AdamW, over `model`'s trainable parameters (already on their device; frozen ones, without
+    gradients, are left out); weight decay optionally off for BN parameters and biases
+    (`decay_norm_and_bias=False`); everything but the classifier at `lr_backbone` x the learning
+    rate when that is set (each group's `lr_scale`, which `set_lr` applies).
 
     Both fused: one kernel updates every parameter (on CUDA and CPU), where the default (foreach)
     takes several; the grad scaler and gradient clipping work with it unchanged. `tensor_lr` keeps
     each group's learning rate in a device tensor, so a CUDA-graph-captured step reads the current
     value: change it with `set_lr`.
     """
-    decay, no_decay = [], []
+    head = head_parameter_ids(model)
+    scales = {False: config.lr_backbone if config.lr_backbone is not None else 1.0, True: 1.0}
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
-        (decay if config.decay_norm_and_bias or p.ndim > 1 else no_decay).append(p)
-    groups: list[dict[str, Any]] = [{"params": decay, "weight_decay": config.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    if tensor_lr:
-        device = decay[0].device if decay else no_decay[0].device
-        for group in groups:
-            group["lr"] = torch.tensor(config.lr, device=device)
+        if p.requires_grad:
+            decays = config.decay_norm_and_bias or p.ndim > 1
+            in_head = config.lr_backbone is not None and id(p) in head
+            buckets.setdefault((decays, in_head), []).append(p)
+    if not buckets:
+        raise ResNetsError("nothing to train: every parameter is frozen")
+    groups: list[dict[str, Any]] = []
+    for (decays, in_head), params in sorted(buckets.items(), key=lambda kv: (not kv[0][0], kv[0][1])):
+        group = {"params": params, "weight_decay": config.weight_decay if decays else 0.0}
+        if config.lr_backbone is not None:  # only then: other runs' checkpoints keep their keys
+            group["lr_scale"] = scales[in_head]
+        lr = config.lr * group.get("lr_scale", 1.0)
+        group["lr"] = torch.tensor(lr, device=params[0].device) if tensor_lr else lr
+        groups.append(group)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, fused=True, capturable=tensor_lr)
     return torch.optim.SGD(
@@ -76,12 +89,14 @@ def build_optimizer(
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every group's learning rate in place (tensor learning rates keep their storage)."""
+    """Set every group's learning rate in place to `lr` x its `lr_scale` (tensor learning rates
+    keep their storage)."""
     for group in optimizer.param_groups:
+        value = lr * group.get("lr_scale", 1.0)
         if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(lr)
+            group["lr"].fill_(value)
         else:
-            group["lr"] = lr
+            group["lr"] = value
 
 
 def build_criterion(config: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -197,6 +212,7 @@ class TrainStep:
         all_ranks: bool = False,
         cuda_graph: bool = False,
         graph_warmup: int = GRAPH_WARMUP,
+        min_batch: int = 1,
     ) -> None:
         self.model, self.forward, self.optimizer = model, forward, optimizer
         self.device = next(model.parameters()).device
@@ -216,6 +232,7 @@ class TrainStep:
         if cuda_graph and (self.device.type != "cuda" or self.scaler.is_enabled()):
             raise ResNetsError("a CUDA-graph training step needs a CUDA model and fp32 or bf16")
         self.graph_warmup = max(1, graph_warmup)
+        self.min_batch = min_batch
         self.graph: torch.cuda.CUDAGraph | None = None
         self._calls = 0
         self._static: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -228,6 +245,8 @@ class TrainStep:
         `accum_steps` pairs of images (N, C, H, W) and class indices (N,) on the device."""
         if len(micro_batches) != self.accum_steps:
             raise ResNetsError(f"a step takes {self.accum_steps} micro-batch(es), got {len(micro_batches)}")
+        if self.min_batch > 1 and self._too_small(micro_batches):
+            return StepResult(torch.zeros(3, dtype=torch.float64, device=self.device), False)
         batches = [self._prepare(x, y) for x, y in micro_batches]
         if self.cuda_graph:
             result = StepResult(self._graphed(batches, step), True)
@@ -250,6 +269,15 @@ class TrainStep:
         }
 
     # --- the pieces --------------------------------------------------------------------------
+
+    def _too_small(self, micro_batches: Sequence[Batch]) -> bool:
+        """Whether a micro-batch has fewer images than BatchNorm can train on (unreadable files
+        skipped out of a folder batch): the step is then dropped, on every rank alike."""
+        small = any(len(y) < self.min_batch for _, y in micro_batches)
+        if self.all_ranks:
+            flag = torch.tensor([float(small)], dtype=torch.float64, device=self.device)
+            small = bool(ranks.reduce_sums(flag)[0] > 0)
+        return small
 
     def _prepare(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(inputs, targets, labels): mixed inputs and soft targets when mixing, else x and y."""
@@ -360,6 +388,7 @@ def build_step(
     ddp: nn.Module | None = None,
     forward: nn.Module | None = None,
     checkpoint_dir: Path | None = None,
+    min_batch: int = 1,
 ) -> TrainStep:
     """The training step `config` asks for over `model`: the one `train` runs and `bench` times.
 
@@ -367,7 +396,9 @@ def build_step(
     a compiled one), the optimizer (tensor learning rates when graphed), the grad scaler (fp16),
     the criterion, the loss guard (naming `checkpoint_dir` in its stop message), the EMA and
     MixUp/CutMix (over `num_classes`), and decides the CUDA graph (`use_cuda_graph`: `in_memory`
-    data, `world_size` processes). Raises ResNetsError for a combination that cannot run.
+    data, `world_size` processes). A step whose micro-batch holds fewer than `min_batch` images
+    (preflight.min_micro_batch; only folder data can shrink a batch, by unreadable files) is
+    dropped rather than fed to BatchNorm. Raises ResNetsError for a combination that cannot run.
     """
     graph = use_cuda_graph(config, device, in_memory=in_memory, world_size=world_size)
     forward = forward if forward is not None else speed_up(ddp if ddp is not None else model, config, device)
@@ -389,4 +420,5 @@ def build_step(
         ddp=ddp if world_size > 1 else None,
         all_ranks=world_size > 1,
         cuda_graph=graph,
+        min_batch=min_batch,
     )

@@ -1,7 +1,7 @@
 """The process torchrun starts for `resnets.train(..., nproc_per_node=N)` (and so for
 `resnets train --nproc-per-node N`):
 
-    python -m torch.distributed.run ... -m resnets.train.worker (--config FILE | --resume) RUN_DIR
+    python -m torch.distributed.run ... -m resnets.train.worker --config FILE [--resume] RUN_DIR
 
 Each worker calls `resnets.train` with the launcher's config in its own process: it joins the
 group, trains its share, and (rank 0) writes the run directory; the launcher reads the summary
@@ -28,9 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one worker's share of the run; the process exit code (0, 2 for a user error, 130)."""
     parser = argparse.ArgumentParser(prog="python -m resnets.train.worker", description=__doc__)
     parser.add_argument("run_dir")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", metavar="FILE", help="JSON written by the launcher: config and command")
-    source.add_argument("--resume", action="store_true", help="continue RUN_DIR with its own config")
+    parser.add_argument("--config", metavar="FILE", help="JSON written by the launcher: config and command")
+    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR (with --config's changes)")
     parser.add_argument("--console", action="store_true", help="progress bar and table (rank 0)")
     parser.add_argument("--table-to-stderr", action="store_true", help="the table on stderr, not stdout")
     parser.add_argument("--stop-after-epoch", type=int)
@@ -52,8 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ResNetsError as exc:
         print(f"resnets train: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("resnets train: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        detail = f": {exc}" if str(exc) else ""
+        print(f"resnets train: interrupted{detail}", file=sys.stderr)
         return 130
     return 0
 

@@ -8,6 +8,7 @@ reproduction; wrapped and prefixed checkpoints). Every loaded tensor must be fin
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from resnets.errors import WeightsError
 from resnets.models.create import create_model
 from resnets.models.spec import ResNetSpec
 from resnets.text import shorten
+from resnets.weights.adapt import adapt_stem
 from resnets.weights.format import (
     WeightsMeta,
     check_finite,
@@ -34,10 +36,17 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Weig
     """Tensors and metadata of any weights file we accept: `.safetensors` (ours or anyone's) or a
     PyTorch checkpoint, unwrapped to its state dict (names as in the file; see `keymap`).
 
-    A file without our metadata gets an empty WeightsMeta (its `spec` is None)."""
+    A file without our metadata gets an empty WeightsMeta (its `spec` is None). A training
+    checkpoint's tensor file gives the run's weights only (its EMA weights when the run keeps
+    them: `meta.extra["checkpoint_weights"]` names their prefix)."""
     path = Path(path)
     if path.suffix.lower() == ".safetensors" or looks_like_safetensors(path):
-        return read_safetensors(path)
+        tensors, meta = read_safetensors(path)
+        prefix = meta.extra.get("checkpoint_weights")
+        if isinstance(prefix, str) and prefix:
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            meta.extra["checkpoint_file"] = str(path)
+        return tensors, meta
 
     return extract_state_dict(read_checkpoint(path), path), WeightsMeta()
 
@@ -47,19 +56,33 @@ def load_weights(model: nn.Module, path: str | os.PathLike, reset_head: bool = F
 
     Every key and shape must fit (after mapping peer layouts onto ours), else one WeightsError
     lists what does not. `reset_head=True` keeps the model's own freshly initialised classifier
-    when the file's has another size (or none): for fine-tuning on other classes.
+    when the file's has another size (or none): for fine-tuning on other classes. RGB weights
+    for a model with other input channels get their first convolution adapted (weights/adapt.py),
+    said in `meta.extra["adapted"]`.
     """
     tensors, meta = read_weights(path)
-    model.load_state_dict(fit_state_dict(model, tensors, path, reset_head=reset_head), strict=True)
+    notes: list[str] = []
+    model.load_state_dict(
+        fit_state_dict(model, tensors, path, reset_head=reset_head, notes=notes), strict=True
+    )
+    if notes:
+        meta.extra["adapted"] = "; ".join(notes)
     return meta
 
 
 def fit_state_dict(
-    model: nn.Module, tensors: dict[str, torch.Tensor], path: str | os.PathLike, reset_head: bool = False
+    model: nn.Module,
+    tensors: dict[str, torch.Tensor],
+    path: str | os.PathLike,
+    reset_head: bool = False,
+    notes: list[str] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """`tensors` renamed onto `model`'s keys, checked to fit exactly and to be finite."""
+    """`tensors` renamed onto `model`'s keys, checked to fit exactly and to be finite; a
+    3-input-channel stem adapted to the model's input channels (a line about it added to `notes`)."""
 
-    tensors = map_to_model(tensors, model)
+    tensors, adapted = adapt_stem(model, map_to_model(tensors, model))
+    if adapted and notes is not None:
+        notes.append(adapted)
     if reset_head:
         own = model.state_dict()
         for key in ("fc.weight", "fc.bias"):
@@ -71,17 +94,48 @@ def fit_state_dict(
 
 
 def find_weights(path: str | os.PathLike) -> tuple[Path, Path | None]:
-    """(weights file, run directory or None) for a run directory or a weights file path."""
+    """(weights file, run directory or None) for a run directory or a weights file path.
+
+    A run directory gives its model.safetensors or, for a run that has not finished (stopped,
+    interrupted, still training), the tensor file of its last checkpoint, which carries the same
+    metadata (`checkpoint_note` says which weights those are)."""
     path = Path(path)
     if path.is_dir():
         weights = path / "model.safetensors"
         if not weights.is_file():
-            raise WeightsError(f"{path}: no model.safetensors (is the run finished?)")
+            weights = last_checkpoint_file(path / "checkpoint")
+        if weights is None:
+            raise WeightsError(f"{path}: no model.safetensors and no checkpoint yet")
         return weights, path
     if not path.is_file():
         raise WeightsError(f"{path}: no such run directory or weights file")
     run_dir = path.parent if (path.parent / "config.json").is_file() else None
     return path, run_dir
+
+
+def last_checkpoint_file(folder: Path) -> Path | None:
+    """The tensor file a run's checkpoint folder commits to in its latest.json (train/checkpoint.py
+    writes it), or None when there is none."""
+    try:
+        name = json.loads((folder / "latest.json").read_text(encoding="utf-8"))["tensors"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(name, str) or Path(name).name != name or not (folder / name).is_file():
+        return None
+    return folder / name
+
+
+def checkpoint_note(meta: WeightsMeta) -> str | None:
+    """'the run is not finished: using its last checkpoint, FILE (epoch 3 of 12, step 66; EMA
+    weights)' when the weights came from a training checkpoint (read_weights), else None."""
+    prefix = meta.extra.get("checkpoint_weights")
+    if not prefix:
+        return None
+    path = meta.extra.get("checkpoint_file")
+    progress = meta.extra.get("checkpoint") or {}
+    where = f"epoch {progress.get('epoch')} of {progress.get('epochs')}, step {progress.get('step')}"
+    kind = "EMA weights" if str(prefix).startswith("ema.") else "the raw weights"
+    return f"the run is not finished: using its last checkpoint, {path} ({where}; {kind})"
 
 
 def load_model(
@@ -117,7 +171,12 @@ def load_model(
     else:
         net = create_model(model, **overrides)
         meta = meta_for_model(net, model, dataset_classes=True)
-    net.load_state_dict(fit_state_dict(net, tensors, weights, reset_head=reset_head), strict=True)
+    notes: list[str] = []
+    net.load_state_dict(
+        fit_state_dict(net, tensors, weights, reset_head=reset_head, notes=notes), strict=True
+    )
+    if notes:
+        meta.extra["adapted"] = "; ".join(notes)
     return net.eval().to(device), meta
 
 
