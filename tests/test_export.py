@@ -302,3 +302,84 @@ def test_cli_writes_next_to_the_weights_and_reports_json(weights, run_cli):
     assert report["path"] == str(out) and out.is_file()
     assert report["size_bytes"] == out.stat().st_size
     assert report["max_abs_diff"] <= report["tolerance"]
+
+
+# --- what the model contains decides the opsets; any failure is one line and leaves nothing ------
+
+
+def test_cli_opset_9_for_option_a_is_refused_up_front_in_one_line(tmp_path, run_cli, capfd):
+    """resnet20's option-A shortcut subsamples with a strided slice, an ONNX Slice with steps
+    (opset 10): refused before exporting, naming the module and the range that works."""
+    out = tmp_path / "r20.onnx"
+    code, stdout, err = run_cli("export", "resnet20", "--format", "onnx", "--opset", "9", "--out", out)
+    leaked = capfd.readouterr()
+    assert code == 2 and stdout == ""
+    assert err.strip() == (
+        "resnets export: error: --opset 9 is too old for resnet20: option A's strided shortcut "
+        "(layer2.0.downsample) is an ONNX Slice with steps, new in opset 10; "
+        f"use 10 to {onnx.defs.onnx_opset_version()}"
+    )
+    assert leaked.out == leaked.err == "" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "opset, message", [(6, "too old: torch.onnx exports nothing older"), (99, "newer than")]
+)
+def test_opsets_outside_what_onnx_and_torch_know_are_refused(weights, tmp_path, opset, message):
+    with pytest.raises(ExportError, match=message):
+        _export(weights, "onnx", tmp_path / "m.onnx", opset=opset)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_option_b_exports_at_opset_9_and_runs_in_onnxruntime(tmp_path):
+    """The floor is the model's, not a blanket one: without option A, opset 9 works."""
+    model = randomize_bn_statistics(create_model("basic:1-1-1:8-16-32", shortcut="B"), seed=2).eval()
+    report = export(model, "onnx", tmp_path / "b.onnx", opset=9, input_size=16)
+    assert report.opset == 9 and report.max_abs_diff <= report.tolerance
+
+
+def test_an_exporter_failure_is_one_line_exit_2_no_file_and_no_ir_dump(tmp_path, run_cli, capfd, monkeypatch):
+    """Were the opset check wrong, the TorchScript exporter would fail at opset 9 after dumping
+    the IR graph from C++ straight to file descriptor 2: the user still gets one line."""
+    monkeypatch.setattr(onnx_module, "opset_range", lambda model=None, **_: (7, 28, ""))
+    out = tmp_path / "r20.onnx"
+    code, stdout, err = run_cli("export", "resnet20", "--format", "onnx", "--opset", "9", "--out", out)
+    leaked = capfd.readouterr()
+    assert code == 2 and stdout == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith("resnets export: error: torch.onnx could not export the model at opset 9: step!=1")
+    assert "Torch IR graph" not in leaked.err + leaked.out and leaked.err == leaked.out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_writer_or_verifier_is_one_line_and_third_party_output_is_swallowed(
+    weights, tmp_path, run_cli, capfd, monkeypatch
+):
+    import logging
+    import os
+
+    def noisy_export(*args, **kwargs):
+        logging.getLogger("torch.export").warning("a third-party warning")
+        os.write(2, b"C++ chatter\n")
+        print("progress")
+        raise RuntimeError("first line of a long error\n" + "stack frame\n" * 300)
+
+    monkeypatch.setattr(torch.export, "export", noisy_export)
+    code, stdout, err = run_cli(
+        "export", weights, "--format", "exported-program", "--out", tmp_path / "m.pt2"
+    )
+    leaked = capfd.readouterr()
+    assert code == 2 and stdout == "" and leaked.out == leaked.err == ""
+    assert err.strip() == (
+        "resnets export: error: the exported-program export failed: first line of a long error"
+    )
+    monkeypatch.undo()
+
+    def broken_session(path, threads=None):
+        raise RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH : Load model failed\nmore")
+
+    monkeypatch.setattr(export_module, "onnx_session", broken_session)
+    code, _, err = run_cli("export", weights, "--format", "onnx", "--out", tmp_path / "m.onnx")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "INVALID_GRAPH" in err
+    assert list(tmp_path.iterdir()) == []
+    assert logging.getLogger().manager.disable == logging.NOTSET  # logging switched back on

@@ -72,7 +72,8 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         "--opset",
         type=int,
         metavar="N",
-        help="ONNX opset (default: the exporter's; below 18 uses torch's TorchScript-based exporter)",
+        help="ONNX opset, 7 up to the newest the installed onnx knows; 10+ for option-A networks "
+        "(default: the exporter's; below 18 uses torch's TorchScript-based exporter)",
     )
     p.add_argument(
         "--dynamic-batch", action="store_true", help="leave the batch size free (default: fixed at 1)"

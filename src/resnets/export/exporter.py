@@ -29,8 +29,16 @@ import torch
 from torch import nn
 
 from resnets.atomic import atomic_write
-from resnets.errors import ExportError
-from resnets.export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx, onnx_runner, onnx_session
+from resnets.errors import ExportError, ResNetsError
+from resnets.export.onnx import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    check_opset,
+    export_onnx,
+    onnx_runner,
+    onnx_session,
+)
+from resnets.export.quiet import silenced
 from resnets.models.zoo import default_input_size
 from resnets.runtime.device import PRECISIONS
 from resnets.runtime.fold_bn import fold_bn as fold_batchnorm
@@ -121,12 +129,17 @@ def export(
     written into the file: ONNX metadata_props, an extra `resnets.json` in TorchScript and .pt2
     archives, the safetensors header. Returns the ExportReport (path, size in bytes, checks).
 
-    Raises ExportError for an unsupported combination or a failed verification, InputError for
-    a bad input size, OSError when `out` cannot be written; `out` is then left as it was.
+    Raises ExportError (one line) for an unsupported combination, an ONNX opset outside what the
+    model can be written at (export.onnx.opset_range: option A's strided shortcut needs 10), a
+    failing exporter or a failed verification; InputError for a bad input size; OSError when
+    `out` cannot be written. `out` is then left as it was, and the exporters' own output (progress,
+    IR dumps, logging, warnings) never reaches the terminal.
     """
     check_options(format, opset=opset, fold_bn=fold_bn, precision=precision)
     started = time.perf_counter()
     model = _cpu_eval(model)
+    if format == "onnx":
+        check_opset(opset, model)
     meta = meta or meta_for_model(model)
     height, width = size_hw(input_size or meta.input_size or default_input_size(model.spec))
     meta = replace(meta, input_size=height if height == width else [height, width])
@@ -159,11 +172,16 @@ def export(
     header = _export_header(meta, report)
 
     def write_and_verify(tmp: Path) -> None:
-        run = writer(exported, example, tmp, header, report, dynamic_batch=dynamic_batch, opset=opset)
+        try:
+            with silenced():
+                run = writer(exported, example, tmp, header, report, dynamic_batch=dynamic_batch, opset=opset)
+        except (ResNetsError, OSError):
+            raise
+        except Exception as exc:
+            raise ExportError(f"the {format} export failed: {first_line(exc, 200)}") from exc
         for b, x in inputs.items():
             try:
-                with torch.no_grad(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)
+                with torch.no_grad(), silenced():
                     y = run(x.to(dtype)).float()
             except Exception as exc:
                 raise ExportError(
@@ -200,8 +218,8 @@ def check_options(format: str, *, opset: int | None, fold_bn: bool, precision: s
         )
     if opset is not None and format != "onnx":
         raise ExportError(f"--opset applies to onnx only, not {format}")
-    if opset is not None and opset < 7:
-        raise ExportError(f"--opset {opset} is too old; use 7 or newer (18+ for the dynamo exporter)")
+    if format == "onnx":
+        check_opset(opset)
     if fold_bn and format == "safetensors":
         raise ExportError(
             "--fold-bn changes the module structure, which our safetensors format cannot rebuild; "
