@@ -9,6 +9,7 @@ its traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -57,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for relaunching (train --nproc-per-node)
+    show_library_warnings(args.command)
     try:
         return int(args.func(args) or 0)
     except ResNetsError as exc:
@@ -68,6 +70,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"resnets {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+class _StderrLines(logging.Handler):
+    """Each record as one line on the current sys.stderr (looked up per record, so output that
+    is redirected after setup, as tests do, still receives it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+_HANDLER = _StderrLines(logging.WARNING)
+
+
+def show_library_warnings(command: str) -> None:
+    """What the library logs at WARNING and above (a fast path that falls back, say) reaches the
+    user as one line, `resnets COMMAND: message`, like our errors."""
+    _HANDLER.setFormatter(logging.Formatter(f"resnets {command}: %(message)s"))
+    logger = logging.getLogger("resnets")
+    if _HANDLER not in logger.handlers:
+        logger.addHandler(_HANDLER)
+    if logger.level == logging.NOTSET or logger.level > logging.WARNING:
+        logger.setLevel(logging.WARNING)
 
 
 def _os_error_text(exc: OSError) -> str:
