@@ -4,7 +4,8 @@ A weights file carries its preprocessing (input size, resize size, mean/std, col
 same pixels reach the network as in training and evaluation: the shorter side resized, the
 centre cropped, grayscale for networks trained on one channel, normalised with the training
 statistics. The network itself runs through `resnets.optimize(mode="infer")`, the fast path
-(BN folded into the convolutions, channels-last, compiled on CUDA).
+(BN folded into the convolutions, channels-last; CUDA graphs on CUDA, a oneDNN Graph for fp32 on
+the CPU; `compile=False` runs it eagerly).
 """
 
 from __future__ import annotations
@@ -162,10 +163,11 @@ class Classifier:
         return self.transform(image)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Probabilities for a preprocessed batch. A compiled model (CUDA graphs) replays fixed
-        shapes, so a short last batch is padded to `batch_size` rather than recompiled."""
+        """Probabilities for a preprocessed batch. CUDA graphs replay fixed shapes, so there a
+        short last batch is padded to `batch_size` rather than captured again; the CPU's oneDNN
+        Graph and eager runs take it as it is."""
         n = len(batch)
-        if self.model.config.compile and n < self.batch_size:
+        if self.model.fixed_shapes and n < self.batch_size:
             batch = torch.cat([batch, batch[-1:].expand(self.batch_size - n, *batch.shape[1:])])
         logits = self.model(batch)[:n]
         return torch.softmax(logits.float(), dim=1).cpu()
