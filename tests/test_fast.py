@@ -451,3 +451,19 @@ def test_the_grad_scaler_scales_the_loss_and_skips_an_overflowed_update():
     assert scaler.get_scale() == 2.0**9
     with pytest.raises(ResNetsError, match="fp16 needs CUDA"):
         train_step(create_model("basic:1-1-1:4-8-16"), precision="fp16")
+
+
+def test_classifier_on_the_cpu_sends_a_short_batch_as_it_is(monkeypatch):
+    """Padding a short last batch to the batch size is for CUDA graphs (fixed shapes); the CPU's
+    oneDNN Graph takes any batch, so one image costs one image, not a padded batch of 16."""
+    from resnets.infer import Classifier
+    from resnets.weights.format import meta_for_model
+
+    model = create_model("basic:1-1-1:4-8-16", num_classes=3)
+    classifier = Classifier.from_model(model, meta_for_model(model), device="cpu", batch_size=16)
+    assert classifier.model.config.compile_mode == "onednn-graph" and not classifier.model.fixed_shapes
+    seen = []
+    run = classifier.model._run
+    monkeypatch.setitem(classifier.model.__dict__, "_run", lambda x: seen.append(len(x)) or run(x))
+    probabilities = classifier.probabilities(torch.rand(1, 3, 32, 32))
+    assert seen == [1] and probabilities.shape == (1, 3)
