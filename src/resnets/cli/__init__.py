@@ -17,6 +17,7 @@ from resnets.cli.bench import add_bench
 from resnets.cli.common import EXIT_USAGE, OneLineParser
 from resnets.cli.convert import add_convert
 from resnets.cli.eval import add_eval
+from resnets.cli.explain import add_explain
 from resnets.cli.export import add_export
 from resnets.cli.inspect import add_list, add_summary
 from resnets.cli.predict import add_predict
@@ -31,6 +32,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_eval,
     add_bench,
     add_predict,
+    add_explain,
     add_export,
     add_convert,
 ]
