@@ -612,3 +612,23 @@ def test_int8_resnet20_of_the_cifar_reproduction_keeps_its_top1_on_real_cifar10_
     assert check["top1_int8"] == pytest.approx((int8_top1 == labels).float().mean().item())
     assert check["agreement"] == pytest.approx((int8_top1 == fp32_top1).float().mean().item())
     assert check["change_points"] >= -0.5 and check["agreement"] >= 0.97
+
+
+def test_int8_with_a_dynamic_batch_from_python_runs_at_any_batch(digits_run, tmp_path):
+    """The Python API: Int8Options with the run's data; a dynamic batch is calibrated and
+    verified in whole batches, and the file takes any batch."""
+    from resnets.data.digits import load_digits_data
+    from resnets.export import Int8Options
+
+    model, meta = load_model(digits_run)
+    data = load_digits_data(input_size=8)
+    out = tmp_path / "dynamic-int8.onnx"
+    options = Int8Options(data, calibration_images=64, heldout_images=100, max_drop=5)
+    report = export(model, "onnx", out, meta=meta, dynamic_batch=True, int8=options)
+    assert report.int8.heldout_images == 100 and report.int8.calibration_images == 64
+    assert json.loads(Path(f"{out}.json").read_text())["int8"]["agreement"] == report.int8.agreement
+    session = _ort_session(out)
+    assert isinstance(session.get_inputs()[0].shape[0], str)
+    for batch in (1, 7):
+        (y,) = session.run(None, {"image": torch.randn(batch, 1, 8, 8).numpy()})
+        assert y.shape == (batch, 10)
