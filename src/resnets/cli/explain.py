@@ -78,8 +78,9 @@ def run_explain(args: argparse.Namespace) -> int:
         why = f" (passed over {describe_skipped(passed_over)})" if passed_over else ""
         raise InputError(f"no image files in {', '.join(args.paths)}{why}")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: is a file, not a folder")
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"--out {out}: {folder} is a file, not a folder")
     classifier = Classifier(args.weights, device=args.device, batch_size=args.batch_size, model=args.model)
     target = None if args.target is None else classifier.class_index(args.target)
     network = classifier.model.model
