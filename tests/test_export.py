@@ -552,6 +552,8 @@ def _cifar_folder(root: Path, per_class_train: int, per_class_test: int) -> Path
         taken: collections.Counter = collections.Counter()
         with tarfile.open(SHARED_DATA / "cifar10-jpg" / f"{split}.tar.gz") as archive:
             for member in archive:
+                if len(taken) == 10 and min(taken.values()) >= per_class:
+                    break  # every class has its images: the rest of the archive is not read
                 parts = Path(member.name).parts
                 if not member.isfile() or len(parts) < 3 or taken[parts[-2]] >= per_class:
                     continue
@@ -567,7 +569,7 @@ def _cifar_folder(root: Path, per_class_train: int, per_class_test: int) -> Path
 )
 def test_int8_resnet20_of_the_cifar_reproduction_keeps_its_top1_on_real_cifar10_jpegs(tmp_path, run_cli):
     """The published ResNet-20 weights of the CIFAR reproduction, converted, quantized with
-    calibration on real CIFAR-10 training JPEGs, lose at most 0.5 points of top-1 on 1,000 real
+    calibration on real CIFAR-10 training JPEGs, lose at most 0.5 points of top-1 on 500 real
     test JPEGs (docs/benchmarks.md has the whole test set). Oracle: the test images read here
     with PIL, normalised with the file's recorded statistics, run by onnxruntime and by the
     eager fp32 network."""
@@ -577,7 +579,7 @@ def test_int8_resnet20_of_the_cifar_reproduction_keeps_its_top1_on_real_cifar10_
     source = SHARED_DATA / "pretrained-cifar" / "resnet20-12fca82f.th"
     code, _, err = run_cli("convert", source, "--model", "resnet20", "--out", weights)
     assert code == 0, err
-    root = _cifar_folder(tmp_path / "cifar", per_class_train=30, per_class_test=100)
+    root = _cifar_folder(tmp_path / "cifar", per_class_train=30, per_class_test=50)
     code, out, err = run_cli(
         "export",
         weights,
@@ -592,7 +594,7 @@ def test_int8_resnet20_of_the_cifar_reproduction_keeps_its_top1_on_real_cifar10_
     )
     assert code == 0, err
     check = json.loads(out)["int8"]
-    assert check["calibration_images"] == 256 and check["heldout_images"] == 1000
+    assert check["calibration_images"] == 256 and check["heldout_images"] == 500
 
     model, meta = load_model(weights)
     files = sorted((root / "test").glob("*/*.jpg"))
