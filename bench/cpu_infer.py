@@ -1,6 +1,6 @@
 """The CPU target of docs/benchmarks.md: ResNet-50, batch 1, fp32 inference through
 resnets.optimize, against torchvision eager and onnxruntime running torchvision's ONNX export,
-and what each step buys.
+and what each step buys; and the INT8 model `resnets export --int8` writes, run by onnxruntime.
 
     PYTHONPATH=src python bench/cpu_infer.py --out results/cpu_infer.json
 
@@ -26,7 +26,8 @@ from typing import Any
 import torch
 
 from resnets import create_model, fold_bn, optimize
-from resnets.bench.runner import cpu_name
+from resnets.bench.runner import INT8_CALIBRATION_BATCHES, cpu_name
+from resnets.export.int8 import quantize
 from resnets.export.onnx import export_onnx, onnx_session
 
 Candidate = Callable[[], Any]
@@ -91,8 +92,13 @@ def build_candidates(
         torch._dynamo.reset()
         inductor = optimize(ours, "infer", "cpu", compile=True, compile_mode="default")
         add("+ C++ wrapper: optimize(compile_mode='default')", lambda: inductor(x_cl), compiled=True)
-        fast = optimize(ours, "infer", "cpu", compile=True)
-        add("oneDNN Graph instead = ours: optimize(compile=True)", lambda: fast(x_cl), compiled=True)
+        fast = optimize(ours, "infer", "cpu")
+        assert fast.config.compile_mode == "onednn-graph"
+        add(
+            "oneDNN Graph instead = ours, the default: optimize(model, 'infer', 'cpu')",
+            lambda: fast(x_cl),
+            compiled=True,
+        )
     if not args.no_onnxruntime:
         workdir = tempfile.mkdtemp(prefix="resnets-cpu-infer-")
         path = os.path.join(workdir, f"{args.model}.onnx")
@@ -100,6 +106,22 @@ def build_candidates(
         session = onnx_session(path)
         name, array = session.get_inputs()[0].name, x.numpy()
         add("onnxruntime (torchvision's ONNX export)", lambda: session.run(None, {name: array}))
+        if not args.no_int8:
+            # What `resnets export --int8` writes (the same export and quantize()), calibrated on
+            # random inputs like bench's INT8 peer: this table measures speed, not accuracy.
+            ours_fp32 = os.path.join(workdir, f"{args.model}-ours.onnx")
+            int8_path = os.path.join(workdir, f"{args.model}-int8.onnx")
+            export_onnx(ours, x, ours_fp32)
+            generator = torch.Generator().manual_seed(1)
+            calibration = [torch.randn(x.shape, generator=generator) for _ in range(INT8_CALIBRATION_BATCHES)]
+            start = time.perf_counter()
+            quantize(ours_fp32, int8_path, calibration, batch=None)
+            log(f"quantized in {time.perf_counter() - start:.1f} s")
+            int8 = onnx_session(int8_path)
+            add(
+                "onnxruntime INT8 (our export --int8: QDQ, per-channel)",
+                lambda: int8.run(None, {name: array}),
+            )
     if args.alternatives:
         with torch.no_grad():
             traced = torch.jit.trace(fold_bn(ours).to(memory_format=torch.channels_last), x_cl)
@@ -189,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="torch and onnxruntime threads (default: torch's)")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-onnxruntime", action="store_true")
+    p.add_argument("--no-int8", action="store_true", help="skip the onnxruntime INT8 row")
     p.add_argument(
         "--alternatives", action="store_true", help="also time TorchScript freezing, mkldnn, inference_mode"
     )

@@ -1,5 +1,6 @@
 """`resnets bench` smoke runs: tiny models, a few steps, the documented keys. Not a speed test."""
 
+import collections
 import json
 import subprocess
 import sys
@@ -166,3 +167,34 @@ def test_bench_runs_as_a_real_command():
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["ours_img_s"] > 0
     assert "ours:" not in proc.stderr  # stderr is a pipe, not a terminal: no progress bar
+
+
+def test_cpu_inference_gains_an_int8_row_that_runs_the_quantized_export(run_cli, monkeypatch):
+    """The INT8 row is our model as `resnets export --int8` writes it (the same quantize()),
+    run by onnxruntime; it needs no torchvision twin. The spy proves the file it times is the
+    quantized one."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from resnets.bench import runner
+
+    made = []
+    real_quantize = runner.quantize
+
+    def spy(fp32, out, images, **kwargs):
+        settings = real_quantize(fp32, out, images, **kwargs)
+        made.append(collections.Counter(n.op_type for n in onnx.load(str(out)).graph.node))
+        return settings
+
+    monkeypatch.setattr(runner, "quantize", spy)
+    code, out, _ = run_cli(
+        "bench", "--model", "resnet20", "--mode", "infer", "--device", "cpu", "--no-compile",
+        "--compare", "onnxruntime,onnxruntime-int8", "--json", *TINY,
+    )  # fmt: skip
+    assert code == 0
+    data = json.loads(out)
+    assert [r["name"] for r in data["results"]] == ["ours", "onnxruntime-int8"]
+    assert not data["results"][1]["error"] and data["ratio_vs_onnxruntime_int8"] > 0
+    assert any("onnxruntime skipped: torchvision has no 'resnet20'" in n for n in data["notes"])
+    (ops,) = made
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0

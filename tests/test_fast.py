@@ -6,6 +6,7 @@ out by hand with torch.optim.SGD), with identical weights.
 """
 
 import copy
+import importlib
 
 import pytest
 import torch
@@ -51,7 +52,11 @@ def test_infer_fp32_matches_the_plain_eval_forward(resnet20):
     out = fast(x)
     assert out.dtype == torch.float32 and not out.requires_grad
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
-    assert fast.config.fold_bn and fast.config.channels_last and not fast.config.compile
+    assert fast.config.fold_bn and fast.config.channels_last
+    assert fast.config.compile and fast.config.compile_mode == "onednn-graph"  # the CPU default
+    eager = optimize(resnet20, mode="infer", device="cpu", compile=False)  # --no-compile
+    assert not eager.config.compile and eager.fallback is None
+    torch.testing.assert_close(eager(x), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_infer_leaves_the_callers_model_untouched(resnet20):
@@ -240,26 +245,125 @@ def test_inductor_cpu_inference_with_freezing_matches_eager():
     torch._dynamo.reset()
 
 
-def test_cpu_serving_default_is_a_onednn_graph_that_matches_eager_at_any_batch():
-    """compile=True for fp32 CPU inference: a frozen TorchScript graph whose convolutions oneDNN
-    Graph fuses; it must equal eager at every batch size and keep the model's input checks."""
+@pytest.mark.parametrize(
+    "name, channels, sizes",
+    [
+        ("resnet20", 1, [(16, 16), (17, 23), (24, 40)]),  # one channel, odd sizes
+        ("resnet18d", 3, [(32, 32), (33, 47)]),  # ResNet-D: deep stem, avg-pool shortcut (ceil mode)
+        ("preact_resnet20", 3, [(32, 32), (20, 20)]),  # pre-activation: BNs that stay unfolded
+    ],
+)
+def test_cpu_inference_default_is_a_onednn_graph_exact_at_any_batch_and_input_size(name, channels, sizes):
+    """The default for fp32 CPU inference: a frozen TorchScript graph whose convolutions oneDNN
+    Graph fuses. It must equal the eager model (fp32 rounding) at every batch and input size,
+    one-channel nets included, for inputs in either memory format, and keep the input checks."""
     torch.manual_seed(0)
-    model = randomize_bn(create_model("resnet20"))
-    fast = optimize(model, mode="infer", device="cpu", compile=True)
+    model = randomize_bn(create_model(name, in_channels=channels))
+    fast = optimize(model, mode="infer", device="cpu")
     assert fast.config.compile_mode == "onednn-graph" and fast.config.freeze
     reference = copy.deepcopy(model).eval()
     fusion_before = torch.jit.onednn_fusion_enabled()
-    for n in (2, 1, 5):
-        x, _ = batch(n=n, seed=n)
-        with torch.no_grad():
-            torch.testing.assert_close(fast(x), reference(x), rtol=1e-4, atol=1e-4)
+    for h, w in sizes:
+        for i, n in enumerate((3, 1, 3, 1)):  # the second call of a shape runs the fused graph
+            x = torch.randn(n, channels, h, w, generator=torch.Generator().manual_seed(i * h + w))
+            if i == 2:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.no_grad():
+                expected = reference(x)
+            torch.testing.assert_close(fast(x), expected, rtol=1e-4, atol=1e-4 * max(1, expected.abs().max()))
     graph = str(torch.jit.last_executed_optimized_graph())
     assert "prim::oneDNNFusionGroup" in graph  # oneDNN Graph really runs the convolutions
+    assert fast.fallback is None and not fast.fixed_shapes
     assert torch.jit.onednn_fusion_enabled() == fusion_before  # the process-wide switch restored
-    with pytest.raises(InputError, match="too small"):
-        fast(torch.randn(1, 3, 2, 2))
+    small = model.min_input_size - 1
+    for bad, message in [
+        (torch.randn(1, channels, small, 40), "too small"),
+        (torch.randn(1, channels + 1, 32, 32), "input channels"),
+        (torch.randn(channels, 32, 32), "4-D batch"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            fast(bad)
+    assert fast.fallback is None  # a bad input is the caller's error, not a reason to drop the graph
+
+
+def test_onednn_graph_is_for_fp32_cpu_inference_and_only_the_default_for_resnets(resnet20):
     with pytest.raises(ResNetsError, match="fp32 inference on the CPU"):
-        optimize(model, mode="infer", device="cpu", precision="bf16", compile_mode="onednn-graph")
+        optimize(resnet20, mode="infer", device="cpu", precision="bf16", compile_mode="onednn-graph")
+    assert not optimize(resnet20, mode="infer", device="cpu", precision="bf16").config.compile
+    assert not optimize(resnet20, mode="train", device="cpu").config.compile
+    # A trace is exact only without data-dependent control flow: other modules stay eager.
+    other = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    assert not optimize(other, mode="infer", device="cpu").config.compile
+
+
+def test_a_graph_that_cannot_be_built_falls_back_to_eager_in_one_logged_line(resnet20, monkeypatch, caplog):
+    def untraceable(*args, **kwargs):
+        raise RuntimeError("Tracer cannot infer type of output\nmore detail")
+
+    monkeypatch.setattr(torch.jit, "trace", untraceable)
+    x, _ = batch()
+    reference = copy.deepcopy(resnet20).eval()
+    fast = optimize(resnet20, mode="infer", device="cpu")
+    with caplog.at_level("WARNING", logger="resnets"):
+        with pytest.raises(InputError, match="too small"):
+            fast(torch.randn(1, 3, 2, 2))  # checked before the graph: no fallback for bad input
+        assert caplog.records == []
+        for _ in range(3):
+            with torch.no_grad():
+                torch.testing.assert_close(fast(x), reference(x), rtol=1e-4, atol=1e-4)
+    (record,) = caplog.records  # said once, not per call
+    assert record.levelname == "WARNING" and record.name.startswith("resnets.")
+    assert record.getMessage() == (
+        "oneDNN Graph cannot run resnet20 (Tracer cannot infer type of output); running it eagerly"
+    )
+    assert fast.fallback == "Tracer cannot infer type of output"
+
+
+def test_an_input_eager_refuses_too_raises_and_keeps_the_graph(resnet20):
+    fast = optimize(resnet20, mode="infer", device="cpu")
+    x, _ = batch()
+    fast(x)
+    with pytest.raises(RuntimeError):
+        fast(x.double())  # float64 into float32 weights: eager refuses it as well
+    assert fast.fallback is None
+    fast(x)
+    assert "prim::oneDNNFusionGroup" in str(torch.jit.last_executed_optimized_graph())
+
+
+def test_without_onednn_graph_the_cpu_default_is_eager_said_once(resnet20, monkeypatch, caplog):
+    optimize_module = importlib.import_module("resnets.runtime.optimize")  # the package exports the function
+    monkeypatch.setattr(optimize_module, "onednn_graph_available", lambda: False)
+    with caplog.at_level("WARNING", logger="resnets"):
+        fast = optimize(resnet20, mode="infer", device="cpu")
+    assert not fast.config.compile
+    assert [r.getMessage() for r in caplog.records] == [
+        "this torch has no oneDNN Graph (torch.jit); CPU inference runs eagerly"
+    ]
+    explicit = optimize(resnet20, mode="infer", device="cpu", compile=True)  # asked for: inductor
+    assert explicit.config.compile_mode == "default"
+
+
+def test_predict_says_in_one_line_when_the_graph_falls_back(tmp_path, run_cli, monkeypatch):
+    from PIL import Image
+
+    from resnets.weights import save_weights
+    from resnets.weights.format import meta_for_model
+
+    model = create_model("basic:1-1-1:4-8-16", num_classes=3)
+    weights = tmp_path / "model.safetensors"
+    save_weights(model, weights, meta_for_model(model))
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "a.png")
+    Image.new("RGB", (32, 32), (30, 30, 200)).save(tmp_path / "b.png")
+
+    def untraceable(*args, **kwargs):
+        raise RuntimeError("no trace here")
+
+    monkeypatch.setattr(torch.jit, "trace", untraceable)
+    code, out, err = run_cli("predict", weights, tmp_path / "a.png", tmp_path / "b.png", "--batch-size", "1")
+    assert code == 0 and len(out.splitlines()) == 3
+    assert err.splitlines() == [
+        "resnets predict: oneDNN Graph cannot run basic:1-1-1:4-8-16 (no trace here); running it eagerly"
+    ]
 
 
 @pytest.mark.slow
@@ -347,3 +451,19 @@ def test_the_grad_scaler_scales_the_loss_and_skips_an_overflowed_update():
     assert scaler.get_scale() == 2.0**9
     with pytest.raises(ResNetsError, match="fp16 needs CUDA"):
         train_step(create_model("basic:1-1-1:4-8-16"), precision="fp16")
+
+
+def test_classifier_on_the_cpu_sends_a_short_batch_as_it_is(monkeypatch):
+    """Padding a short last batch to the batch size is for CUDA graphs (fixed shapes); the CPU's
+    oneDNN Graph takes any batch, so one image costs one image, not a padded batch of 16."""
+    from resnets.infer import Classifier
+    from resnets.weights.format import meta_for_model
+
+    model = create_model("basic:1-1-1:4-8-16", num_classes=3)
+    classifier = Classifier.from_model(model, meta_for_model(model), device="cpu", batch_size=16)
+    assert classifier.model.config.compile_mode == "onednn-graph" and not classifier.model.fixed_shapes
+    seen = []
+    run = classifier.model._run
+    monkeypatch.setitem(classifier.model.__dict__, "_run", lambda x: seen.append(len(x)) or run(x))
+    probabilities = classifier.probabilities(torch.rand(1, 3, 32, 32))
+    assert seen == [1] and probabilities.shape == (1, 3)

@@ -4,7 +4,8 @@ A weights file carries its preprocessing (input size, resize size, mean/std, col
 same pixels reach the network as in training and evaluation: the shorter side resized, the
 centre cropped, grayscale for networks trained on one channel, normalised with the training
 statistics. The network itself runs through `resnets.optimize(mode="infer")`, the fast path
-(BN folded into the convolutions, channels-last, compiled on CUDA).
+(BN folded into the convolutions, channels-last; CUDA graphs on CUDA, a oneDNN Graph for fp32 on
+the CPU; `compile=False` runs it eagerly).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from torchvision.transforms.v2 import functional as TF
 
 from resnets.data.images import open_rgb, upright_rgb
 from resnets.errors import InputError, ResNetsError, WeightsError
+from resnets.gradcam import grad_cam
 from resnets.models.zoo import ZOO
 from resnets.runtime.optimize import optimize
-from resnets.text import size_hw
+from resnets.text import shorten, size_hw
 from resnets.weights.format import WeightsMeta
 from resnets.weights.load import load_model
 
@@ -41,6 +43,17 @@ class Prediction(NamedTuple):
 
     label: str
     probability: float
+
+
+class Explanation(NamedTuple):
+    """A Grad-CAM heat-map of one image for one class: `heatmap` (H, W) in 0..1 at the network's
+    input size, over `image` (C, H, W) in 0..1, the picture the network saw (resized, cropped,
+    grayscale for one-channel networks)."""
+
+    label: str
+    probability: float
+    heatmap: torch.Tensor
+    image: torch.Tensor
 
 
 @dataclass
@@ -162,13 +175,56 @@ class Classifier:
         return self.transform(image)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Probabilities for a preprocessed batch. A compiled model (CUDA graphs) replays fixed
-        shapes, so a short last batch is padded to `batch_size` rather than recompiled."""
+        """Probabilities for a preprocessed batch. CUDA graphs replay fixed shapes, so there a
+        short last batch is padded to `batch_size` rather than captured again; the CPU's oneDNN
+        Graph and eager runs take it as it is."""
         n = len(batch)
-        if self.model.config.compile and n < self.batch_size:
+        if self.model.fixed_shapes and n < self.batch_size:
             batch = torch.cat([batch, batch[-1:].expand(self.batch_size - n, *batch.shape[1:])])
         logits = self.model(batch)[:n]
         return torch.softmax(logits.float(), dim=1).cpu()
+
+    def explain(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        target: str | int | None = None,
+        layer: str | None = None,
+    ) -> list[Explanation]:
+        """Grad-CAM heat-maps (resnets.gradcam; Selvaraju et al. 2017) of each image for `target`
+        (a class name or index; default: each image's top-1 class) at `layer` (default: the last
+        stage, layer4, or layer3 for CIFAR nets), computed on the eager network in fp32.
+
+        Raises InputError for an unknown class or layer, ResNetsError without the grad-cam package."""
+        index = None if target is None else self.class_index(target)
+        items = as_list(images)
+        found = []
+        for start in range(0, len(items), self.batch_size):
+            with ThreadPoolExecutor(self.workers) as pool:
+                batch = torch.stack(list(pool.map(self.preprocess, items[start : start + self.batch_size])))
+            cams = grad_cam(self.model.model, batch, layer=layer, classes=index)
+            for x, heat, c, p in zip(batch, cams.maps, cams.classes, cams.probabilities):
+                found.append(Explanation(self.classes[c], float(p[c]), heat, self.unnormalize(x)))
+        return found
+
+    def class_index(self, target: str | int) -> int:
+        """The index of a class given by name, or by index (as a number or its digits).
+
+        Raises InputError naming the classes there are."""
+        if isinstance(target, str) and target in self.classes:
+            return self.classes.index(target)
+        if isinstance(target, int) or str(target).isdigit():
+            if int(target) < len(self.classes):
+                return int(target)
+        raise InputError(f"no class {target!r}; the classes are {shorten(self.classes, 10)}")
+
+    def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """A preprocessed (C, H, W) input back in 0..1: the picture the network saw."""
+        for step in getattr(self.transform, "transforms", []):
+            if isinstance(step, v2.Normalize):
+                mean = torch.tensor(step.mean).view(-1, 1, 1)
+                std = torch.tensor(step.std).view(-1, 1, 1)
+                return (x * std + mean).clamp(0, 1)
+        return x.clamp(0, 1)
 
     def top(self, probabilities: torch.Tensor, k: int) -> list[Prediction]:
         """The `k` largest of one image's probabilities as (label, probability), largest first."""

@@ -52,6 +52,7 @@ def good_args(tmp_root: Path, reference_run: Path) -> dict[str, list[str]]:
         "train": [*TINY, "--epochs", "1"],
         "eval": [str(reference_run)],
         "predict": [str(reference_run), str(an_image(tmp_root))],
+        "explain": [str(reference_run), str(an_image(tmp_root))],
         "export": [str(reference_run), "--format", "onnx"],
         "convert": [str(reference_run / "model.safetensors")],
     }
@@ -83,10 +84,13 @@ CONTRADICTORY: dict[str, list[list[str]]] = {
         ["--model", "resnet20", "--compare", "nothing"],
     ],
     "predict": [["{run}", "{run}", "--topk", "0"], ["{run}", "{run}", "--batch-size", "0"]],
+    "explain": [["{run}", "{run}", "--class", "no-such-class"], ["{run}", "{run}", "--layer", "layer9"]],
     "export": [
         ["{run}", "--format", "safetensors", "--fold-bn"],
         ["{run}", "--format", "onnx", "--precision", "bf16"],
         ["{run}", "--format", "torchscript", "--opset", "17"],
+        ["{run}", "--format", "onnx", "--opset", "9"],  # option A's strided slice needs opset 10
+        ["{run}", "--format", "torchscript", "--int8"],
     ],
     "convert": [
         ["{run}/model.safetensors", "--out", "{run}/model.safetensors"],

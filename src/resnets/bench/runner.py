@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnets.errors import ResNetsError
+from resnets.export.int8 import quantize
 from resnets.export.onnx import export_onnx, onnx_session
 from resnets.models.create import create_model
 from resnets.models.zoo import default_input_size
@@ -41,7 +42,10 @@ from resnets.text import first_line
 from resnets.train.config import TrainConfig
 from resnets.train.step import GRAPH_WARMUP, TrainStep, build_step, use_cuda_graph
 
-PEERS = ("torchvision", "torchvision-compile", "onnxruntime")
+PEERS = ("torchvision", "torchvision-compile", "onnxruntime", "onnxruntime-int8")
+# Calibration batches the INT8 peer is quantized with: random inputs, since only its speed is measured
+# (`resnets export --int8` calibrates on real images and checks the accuracy).
+INT8_CALIBRATION_BATCHES = 4
 
 
 @dataclass
@@ -315,6 +319,24 @@ def build_onnxruntime(settings: BenchSettings, x: torch.Tensor, workdir: str) ->
     return lambda: session.run(None, {name: array})
 
 
+def build_onnxruntime_int8(settings: BenchSettings, x: torch.Tensor, workdir: str) -> Step:
+    """Our model as `resnets export --int8` writes it (fp32 ONNX, then onnxruntime's static
+    quantization: QDQ, per-channel int8 weights, uint8 activations), run by onnxruntime on the CPU
+    with the same threads as torch. Calibrated on random inputs: this row measures speed only."""
+    model = _our_model(settings).eval()
+    example = x.detach().cpu().contiguous()
+    fp32 = os.path.join(workdir, f"{settings.model}-for-int8.onnx")
+    int8 = os.path.join(workdir, f"{settings.model}-int8.onnx")
+    export_onnx(model, example, fp32)
+    generator = torch.Generator().manual_seed(1)
+    calibration = [torch.randn(example.shape, generator=generator) for _ in range(INT8_CALIBRATION_BATCHES)]
+    quantize(fp32, int8, calibration, batch=None)
+    session = onnx_session(int8)
+    name = session.get_inputs()[0].name
+    array = example.numpy()
+    return lambda: session.run(None, {name: array})
+
+
 def torchvision_has(name: str) -> bool:
     import torchvision
 
@@ -529,6 +551,7 @@ def run_bench(
                 "torchvision": lambda: build_torchvision(settings, x, y),
                 "torchvision-compile": lambda: build_torchvision(settings, x, y, compile_mode="default"),
                 "onnxruntime": lambda: build_onnxruntime(settings, x, workdir),
+                "onnxruntime-int8": lambda: build_onnxruntime_int8(settings, x, workdir),
             }
             report.results.append(measure(peer, builders[peer], settings, device, tick(peer)))
     return report
@@ -538,7 +561,7 @@ def _skip_reason(peer: str, settings: BenchSettings, device: torch.device) -> st
     if peer.startswith("torchvision") or peer == "onnxruntime":
         if not torchvision_has(settings.model):
             return f"torchvision has no {settings.model!r}"
-    if peer == "onnxruntime":
+    if peer.startswith("onnxruntime"):
         if settings.mode != "infer":
             return "onnxruntime is an inference engine (use --mode infer)"
         if device.type != "cpu":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from resnets.cli.bench import add_bench
 from resnets.cli.common import EXIT_USAGE, OneLineParser
 from resnets.cli.convert import add_convert
 from resnets.cli.eval import add_eval
+from resnets.cli.explain import add_explain
 from resnets.cli.export import add_export
 from resnets.cli.inspect import add_list, add_summary
 from resnets.cli.predict import add_predict
@@ -32,6 +34,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_eval,
     add_bench,
     add_predict,
+    add_explain,
     add_export,
     add_convert,
 ]
@@ -64,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         reject_unknown(parser, args.command, unknown)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for relaunching (train --nproc-per-node)
+    show_library_warnings(args.command)
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # here, so a reader that went away (`| head`) is seen inside the try
@@ -116,6 +120,31 @@ def _quiet_broken_pipe() -> int:
     except (OSError, ValueError):  # stdout replaced by something without a file descriptor
         pass
     return EXIT_BROKEN_PIPE
+
+
+class _StderrLines(logging.Handler):
+    """Each record as one line on the current sys.stderr (looked up per record, so output that
+    is redirected after setup, as tests do, still receives it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+_HANDLER = _StderrLines(logging.WARNING)
+
+
+def show_library_warnings(command: str) -> None:
+    """What the library logs at WARNING and above (a fast path that falls back, say) reaches the
+    user as one line, `resnets COMMAND: message`, like our errors."""
+    _HANDLER.setFormatter(logging.Formatter(f"resnets {command}: %(message)s"))
+    logger = logging.getLogger("resnets")
+    if _HANDLER not in logger.handlers:
+        logger.addHandler(_HANDLER)
+    if logger.level == logging.NOTSET or logger.level > logging.WARNING:
+        logger.setLevel(logging.WARNING)
 
 
 def _os_error_text(exc: OSError) -> str:

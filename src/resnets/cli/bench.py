@@ -32,7 +32,9 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         epilog=(
             "Examples: 'resnets bench --device cuda --mode train --compare torchvision,torchvision-compile' "
             "(ResNet-50 at 224 px, batch 256, bf16: the GPU defaults); "
-            "'resnets bench --device cpu --mode infer --compare torchvision,onnxruntime' (batch 1, fp32). "
+            "'resnets bench --device cpu --mode infer --compare torchvision,onnxruntime,onnxruntime-int8' "
+            "(batch 1, fp32; the INT8 row is our model as 'resnets export --int8' writes it, run by "
+            "onnxruntime, calibrated on random inputs since only its speed counts here). "
             "Models torchvision does not have (e.g. resnet20) skip the torchvision peers."
         ),
     )
@@ -47,7 +49,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compare",
         default="torchvision",
-        help="comma-separated peers: torchvision, torchvision-compile, onnxruntime (CPU inference); '' for none",
+        help="comma-separated peers: torchvision, torchvision-compile, onnxruntime, onnxruntime-int8 "
+        "(the last two: CPU inference); '' for none",
     )
     p.add_argument("--steps", type=int, default=30, help="timed steps (default: 30)")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first (default: 10)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -28,9 +29,31 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnets.atomic import atomic_write
-from resnets.errors import ExportError
-from resnets.export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx, onnx_runner, onnx_session
+from resnets.atomic import atomic_write, write_json
+from resnets.data.datasets import ImageData
+from resnets.errors import ExportError, ResNetsError
+from resnets.export.int8 import (
+    INT8_OPSET,
+    Int8Check,
+    Int8Options,
+    Progress,
+    batches,
+    check_int8,
+    compare,
+    fit_to_weights,
+    quantize,
+    sample,
+)
+from resnets.export.onnx import (
+    INPUT_NAME,
+    MIN_OPSET,
+    OUTPUT_NAME,
+    check_opset,
+    export_onnx,
+    onnx_runner,
+    onnx_session,
+)
+from resnets.export.quiet import silenced
 from resnets.models.zoo import default_input_size
 from resnets.runtime.device import PRECISIONS
 from resnets.runtime.fold_bn import fold_bn as fold_batchnorm
@@ -85,16 +108,20 @@ class ExportReport:
     fold_bn: bool
     exporter: str
     opset: int | None
-    tolerance: float
+    tolerance: float | None  # None for INT8, which is judged by `int8` instead
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
+    int8: Int8Check | None = None
+    report_path: str | None = None  # INT8: the JSON of this report, beside the file
 
     @property
-    def max_abs_diff(self) -> float:
-        return max(c.max_abs_diff for c in self.checks)
+    def max_abs_diff(self) -> float | None:
+        return max((c.max_abs_diff for c in self.checks), default=None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "max_abs_diff": self.max_abs_diff}
+        data = {**asdict(self), "max_abs_diff": self.max_abs_diff}
+        data["int8"] = self.int8.to_dict() if self.int8 is not None else None
+        return data
 
 
 def export(
@@ -109,6 +136,8 @@ def export(
     precision: str = "fp32",
     input_size: int | tuple[int, int] | list[int] | None = None,
     seed: int = 0,
+    int8: Int8Options | None = None,
+    progress: Progress | None = None,
 ) -> ExportReport:
     """Export `model` to the file `out` as `format`, reload it, and keep it only if it matches.
 
@@ -121,12 +150,34 @@ def export(
     written into the file: ONNX metadata_props, an extra `resnets.json` in TorchScript and .pt2
     archives, the safetensors header. Returns the ExportReport (path, size in bytes, checks).
 
-    Raises ExportError for an unsupported combination or a failed verification, InputError for
-    a bad input size, OSError when `out` cannot be written; `out` is then left as it was.
+    `int8` (ONNX, fp32 only) writes a statically quantized model instead (export/int8.py:
+    onnxruntime's QDQ format, per-channel int8 weights, uint8 activations calibrated on a sample
+    of `int8.data`'s training images); it is verified on held-out images (`int8.data`'s
+    validation split): top-1 agreement with the eager fp32 model and the change in top-1, and
+    kept only if top-1 falls by at most `int8.max_drop` points. The report (ExportReport.to_dict)
+    is then also written beside the file as `<out>.json`. `progress(stage, images)` may return a
+    callback taking the number of images just done (calibrating, verifying): a progress bar.
+
+    Raises ExportError (one line) for an unsupported combination, an ONNX opset outside what the
+    model can be written at (export.onnx.opset_range: option A's strided shortcut needs 10), a
+    failing exporter or a failed verification; InputError for a bad input size; OSError when
+    `out` cannot be written. `out` is then left as it was, and the exporters' own output (progress,
+    IR dumps, logging, warnings) never reaches the terminal.
     """
     check_options(format, opset=opset, fold_bn=fold_bn, precision=precision)
+    if int8 is not None:
+        check_int8(
+            format,
+            precision,
+            opset=opset,
+            calibration_images=int8.calibration_images,
+            heldout_images=int8.heldout_images,
+            max_drop=int8.max_drop,
+        )
     started = time.perf_counter()
     model = _cpu_eval(model)
+    if format == "onnx":
+        check_opset(opset, model, at_least=INT8_OPSET if int8 is not None else MIN_OPSET)
     meta = meta or meta_for_model(model)
     height, width = size_hw(input_size or meta.input_size or default_input_size(model.spec))
     meta = replace(meta, input_size=height if height == width else [height, width])
@@ -134,13 +185,13 @@ def export(
     dtype = DTYPES[precision]
     exported = fold_batchnorm(model) if fold_bn else model
     exported = _float_copy(exported, dtype)
-    batches = VERIFY_DYNAMIC_BATCHES if dynamic_batch else (STATIC_BATCH,)
+    sizes = VERIFY_DYNAMIC_BATCHES if dynamic_batch else (STATIC_BATCH,)
     generator = torch.Generator().manual_seed(seed)
-    inputs = {b: torch.randn(b, *shape, generator=generator) for b in batches}
+    inputs = {b: torch.randn(b, *shape, generator=generator) for b in sizes}
     with torch.no_grad():
         expected = {b: model(x).float() for b, x in inputs.items()}
     scale = max(1.0, max(float(y.abs().max()) for y in expected.values()))
-    tolerance = TOLERANCE[precision] * scale
+    tolerance: float | None = TOLERANCE[precision] * scale
     example = torch.randn(EXAMPLE_DYNAMIC_BATCH if dynamic_batch else STATIC_BATCH, *shape, dtype=dtype)
     writer = _WRITERS[format]
     report = ExportReport(
@@ -148,22 +199,27 @@ def export(
         format=format,
         size_bytes=0,
         model=meta.model,
-        precision=precision,
+        precision="int8" if int8 is not None else precision,
         input_shape=list(shape),
         dynamic_batch=dynamic_batch,
         fold_bn=fold_bn,
         exporter="",
         opset=None,
-        tolerance=tolerance,
+        tolerance=tolerance if int8 is None else None,
     )
     header = _export_header(meta, report)
 
     def write_and_verify(tmp: Path) -> None:
-        run = writer(exported, example, tmp, header, report, dynamic_batch=dynamic_batch, opset=opset)
+        try:
+            with silenced():
+                run = writer(exported, example, tmp, header, report, dynamic_batch=dynamic_batch, opset=opset)
+        except (ResNetsError, OSError):
+            raise
+        except Exception as exc:
+            raise ExportError(f"the {format} export failed: {first_line(exc, 200)}") from exc
         for b, x in inputs.items():
             try:
-                with torch.no_grad(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)
+                with torch.no_grad(), silenced():
                     y = run(x.to(dtype)).float()
             except Exception as exc:
                 raise ExportError(
@@ -177,10 +233,101 @@ def export(
                     f"batch {b} exceeds the tolerance {tolerance:.3g} ({precision}); nothing written"
                 )
 
+    if int8 is not None:
+        data = fit_to_weights(int8.data, meta, model.spec.in_channels, model.spec.num_classes)
+        if size_hw(data.input_size) != (height, width):
+            raise ExportError(
+                f"--int8: the data is at {data.input_size} px but the export at {height}x{width}; "
+                "drop --input-size or calibrate on data of that size"
+            )
+        write_and_verify = _int8_writer(model, exported, example, header, report, opset, int8, data, progress)
     path = atomic_write(out, write_and_verify)
     report.size_bytes = path.stat().st_size
     report.seconds = time.perf_counter() - started
+    if int8 is not None:
+        report.report_path = str(report_json(path))
+        write_json(report.report_path, report.to_dict())
     return report
+
+
+def report_json(path: str | os.PathLike) -> Path:
+    """Where an INT8 export's report goes: beside the file, `model-int8.onnx.json`."""
+    return Path(f"{path}.json")
+
+
+def _int8_writer(
+    model: nn.Module,
+    exported: nn.Module,
+    example: torch.Tensor,
+    header: dict[str, str],
+    report: ExportReport,
+    opset: int | None,
+    options: Int8Options,
+    data: ImageData,
+    progress: Progress | None,
+) -> Callable[[Path], None]:
+    """write_and_verify for INT8: export fp32 ONNX (to a temporary folder), quantize it into
+    `tmp` calibrating on a sample of the training images, then compare the quantized file run
+    by onnxruntime with the eager fp32 `model` on held-out images; refuse a drop beyond the bound."""
+    import onnx
+
+    calibration = sample(data, "train", options.calibration_images, options.seed)
+    heldout = sample(data, "val", options.heldout_images, options.seed + 1)
+    batch = None if report.dynamic_batch else STATIC_BATCH
+
+    def tick(stage: str, images: int) -> Callable[[int], None] | None:
+        return progress(stage, images) if progress is not None else None
+
+    def write_and_verify(tmp: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="resnets-export-") as work:
+            fp32 = Path(work) / "fp32.onnx"
+            made = export_onnx(exported, example, fp32, opset=opset, dynamic_batch=report.dynamic_batch)
+            report.exporter, report.opset = made.exporter, made.opset
+            try:
+                images = (x for x, _ in batches(calibration))
+                settings = quantize(
+                    fp32, tmp, images, batch=batch, on_image=tick("calibrating", len(calibration.val))
+                )
+                proto = onnx.load(str(tmp))
+                del proto.metadata_props[:]
+                for key, value in header.items():
+                    proto.metadata_props.add(key=key, value=value)
+                onnx.save(proto, str(tmp))
+                onnx.checker.check_model(str(tmp), full_check=True)
+                run = onnx_runner(onnx_session(tmp))
+            except (ResNetsError, OSError):
+                raise
+            except Exception as exc:
+                raise ExportError(f"the INT8 quantization failed: {first_line(exc, 200)}") from exc
+        try:
+            count, fp32_correct, int8_correct, agree = compare(
+                model, run, batches(heldout), batch=batch, on_image=tick("verifying", len(heldout.val))
+            )
+        except ResNetsError:
+            raise
+        except Exception as exc:
+            raise ExportError(
+                f"the INT8 model does not run on the held-out images: {first_line(exc, 200)}"
+            ) from exc
+        check = Int8Check(
+            data=data.name,
+            calibration_images=len(calibration.val),
+            heldout_images=count,
+            top1_fp32=fp32_correct / count,
+            top1_int8=int8_correct / count,
+            agreement=agree / count,
+            max_drop=options.max_drop,
+            settings=settings,
+        )
+        report.int8 = check
+        if -check.change > options.max_drop:
+            raise ExportError(
+                f"the INT8 model loses {-check.change:.2f} points of top-1 ({100 * check.top1_fp32:.2f}% -> "
+                f"{100 * check.top1_int8:.2f}%) on {count} held-out images, more than the "
+                f"{options.max_drop:g} allowed (--max-accuracy-drop); nothing written"
+            )
+
+    return write_and_verify
 
 
 def check_options(format: str, *, opset: int | None, fold_bn: bool, precision: str) -> None:
@@ -200,8 +347,8 @@ def check_options(format: str, *, opset: int | None, fold_bn: bool, precision: s
         )
     if opset is not None and format != "onnx":
         raise ExportError(f"--opset applies to onnx only, not {format}")
-    if opset is not None and opset < 7:
-        raise ExportError(f"--opset {opset} is too old; use 7 or newer (18+ for the dynamo exporter)")
+    if format == "onnx":
+        check_opset(opset)
     if fold_bn and format == "safetensors":
         raise ExportError(
             "--fold-bn changes the module structure, which our safetensors format cannot rebuild; "

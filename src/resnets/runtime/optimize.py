@@ -10,6 +10,7 @@ launch instead of hundreds of kernels per step), fused SGD, and activation check
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from resnets.errors import ResNetsError
+from resnets.models.resnet import ResNet
 from resnets.runtime.device import PRECISIONS, autocast, resolve_device
 from resnets.runtime.fold_bn import fold_bn as fold_batchnorm
 from resnets.runtime.onednn_graph import ONEDNN_GRAPH, OneDNNGraph, onednn_graph_available
@@ -27,6 +29,9 @@ MODES = ("train", "infer")
 # torch.compile's modes, and "onednn-graph": a frozen TorchScript graph run by oneDNN Graph
 # (CPU fp32 inference only; see onednn_graph.py).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "onednn-graph")
+# Compile modes whose CUDA graphs replay fixed shapes (and reuse their output buffers).
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,13 +67,25 @@ class OptimizedModel(nn.Module):
         # Not a submodule: torch.compile's wrapper shares `model`'s parameters.
         self.__dict__["_run"] = run
         # Compiled CUDA graphs reuse their output buffers on the next replay.
-        self._copy_out = config.compile and config.compile_mode in ("reduce-overhead", "max-autotune")
+        self._copy_out = self.fixed_shapes
         # Inductor reads its freezing flag per call (see _freezing); oneDNN Graph froze at the trace.
         self._inductor_freezing = config.freeze and config.compile_mode != ONEDNN_GRAPH
 
     @property
     def device(self) -> torch.device:
         return torch.device(self.config.device)
+
+    @property
+    def fixed_shapes(self) -> bool:
+        """Whether each new input shape costs a new capture (CUDA graphs replay fixed shapes), so
+        that a caller should pad a short last batch to the usual size rather than send it as is.
+        oneDNN Graph and eager take any batch as it comes."""
+        return self.config.compile and self.config.compile_mode in CUDA_GRAPH_MODES
+
+    @property
+    def fallback(self) -> str | None:
+        """Why the oneDNN Graph path runs eagerly after all (it could not be built or run), or None."""
+        return self._run.fallback if isinstance(self._run, OneDNNGraph) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
@@ -120,12 +137,19 @@ def optimize(
 
     Defaults, per device (None means "choose"):
       channels_last  on (NHWC kernels for cuDNN and oneDNN)
-      compile        on for CUDA (or when a compile_mode is given); off for CPU, where compiling
-                     ResNet-50 takes ~20-40 s, which a one-off predict never earns back; pass
-                     compile=True for serving and benchmarks
-      compile_mode   'reduce-overhead' (CUDA graphs) for CUDA inference; 'default' for training,
-                     where the training step (resnets.train.step) is captured as one CUDA graph instead
+      compile        on for CUDA, for fp32 CPU inference of a ResNet, and when a compile_mode is
+                     given; off for CPU training, bf16 CPU inference and other modules on the CPU
+                     (compile=False: eager, BN folded)
+      compile_mode   'reduce-overhead' (CUDA graphs) for CUDA inference; 'onednn-graph' for fp32
+                     CPU inference (a frozen TorchScript graph run by oneDNN Graph: ResNet-50 at
+                     batch 1 level with onnxruntime, built in about a second; exact to fp32
+                     rounding at any batch and input size); 'default' for training, where the
+                     training step (resnets.train.step) is captured as one CUDA graph instead
       fold_bn, freeze  on for inference
+    Where this torch has no oneDNN Graph path, the default CPU inference runs eagerly (an explicit
+    compile=True uses inductor instead); where the graph cannot be built or run for a network, it
+    runs eagerly too (OptimizedModel.fallback says why). Both are logged as one warning on the
+    `resnets` logger; inputs the model refuses still raise its one-line InputError.
     fp16 on CUDA wants a GradScaler for training (the training step adds one); bf16 does not.
     """
     if mode not in MODES:
@@ -144,11 +168,17 @@ def optimize(
         precision=precision,
         channels_last=True if channels_last is None else channels_last,
         fold_bn=infer if fold_bn is None else fold_bn,
-        compile=(dev.type == "cuda" or compile_mode is not None) if compile is None else compile,
+        compile=_compiles_by_default(model, infer, dev, precision, compile_mode)
+        if compile is None
+        else compile,
         compile_mode=None,
         freeze=False,
         checkpoint_activations=checkpoint_activations,
     )
+    if config.compile and compile is None and compile_mode is None and dev.type == "cpu":
+        if not onednn_graph_available():  # the CPU default never pays for an inductor build
+            log.warning("this torch has no oneDNN Graph (torch.jit); CPU inference runs eagerly")
+            config = replace(config, compile=False)
     if config.compile:
         config = replace(
             config,
@@ -177,6 +207,18 @@ def optimize(
     else:
         run = torch.compile(model, options=inductor_options(config)) if config.compile else model
     return OptimizedModel(model, config, run)
+
+
+def _compiles_by_default(
+    model: nn.Module, infer: bool, device: torch.device, precision: str, compile_mode: str | None
+) -> bool:
+    """CUDA, fp32 CPU inference of our ResNets (oneDNN Graph: built in about a second, so even a
+    one-off predict gains) and any explicit compile mode compile; CPU training and bf16 CPU
+    inference do not. The CPU graph is a trace, exact only for networks without data-dependent
+    control flow: true of every ResNet, not known of other modules, which stay eager unless
+    compile=True says otherwise."""
+    cpu_fp32_infer = infer and device.type == "cpu" and precision == "fp32" and isinstance(model, ResNet)
+    return device.type == "cuda" or compile_mode is not None or cpu_fp32_infer
 
 
 def _default_compile_mode(infer: bool, device: torch.device, precision: str) -> str:
