@@ -12,6 +12,7 @@ import torch
 
 from resnets.data.walk import Skipped
 from resnets.errors import DataError
+from resnets.preprocess import Preprocess
 
 
 @dataclass
@@ -55,6 +56,20 @@ class ImageData:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def preprocess(self) -> Preprocess:
+        """The evaluation pipeline of this data as trained on: images fitted to `input_size`
+        (shorter side to `resize_size` and the centre cropped, when set; as they are at the input
+        size), normalised with `mean`/`std`. What a run records in its weights."""
+        size = self.input_size
+        return Preprocess(
+            input_size=(size, size),
+            resize_size=self.resize_size,
+            mean=tuple(self.mean),
+            std=tuple(self.std),
+            color="L" if self.notes.get("color") == "L" else "RGB",
+            source=f"trained on {self.name}",
+        )
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

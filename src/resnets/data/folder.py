@@ -19,9 +19,10 @@ import torch
 from resnets.data.datasets import ImageData, Split, split_indices, subset
 from resnets.data.device_decode import device_ready_jpeg
 from resnets.data.images import IMAGE_EXTENSIONS, open_rgb
-from resnets.data.transforms import eval_resize, folder_eval_transform
+from resnets.data.transforms import eval_resize
 from resnets.data.walk import ImageWalker
 from resnets.errors import DataError
+from resnets.preprocess import Preprocess, eval_transform
 
 VAL_NAMES = ("val", "validation", "test")
 STATS_SAMPLE = 256
@@ -112,7 +113,11 @@ def load_folder(
 def estimate_stats(files: list[str], size: int, resize: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean/std of up to STATS_SAMPLE training images (a fixed sample), as evaluated."""
 
-    transform = folder_eval_transform(size, resize, mean=None, std=None)
+    fitted = eval_transform(Preprocess((size, size), resize_size=resize), normalize=False)
+
+    def transform(image):
+        return fitted(image).float().div_(255)
+
     pick = np.random.default_rng(0).permutation(len(files))[:STATS_SAMPLE]
     batch = []
     for i in sorted(pick.tolist()):

@@ -28,18 +28,37 @@ from resnets.weights.format import (
 )
 from resnets.weights.keymap import extract_state_dict, map_to_model
 from resnets.weights.pytorch_files import read_checkpoint
+from resnets.weights.sources import Origin, recognise, split_tag, timm_name_of, timm_preprocess
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], WeightsMeta]:
     """Tensors and metadata of any weights file we accept: `.safetensors` (ours or anyone's) or a
     PyTorch checkpoint, unwrapped to its state dict (names as in the file; see `keymap`).
 
-    A file without our metadata gets an empty WeightsMeta (its `spec` is None)."""
+    A file without our metadata gets a WeightsMeta without a `spec`, holding what its origin
+    (`sources.recognise`) tells: `extra["origin"]`, the evaluation pipeline (`preprocess`) and, in
+    `extra["names_model"]`, the network a training checkpoint names."""
     path = Path(path)
     if path.suffix.lower() == ".safetensors" or looks_like_safetensors(path):
-        return read_safetensors(path)
+        tensors, meta = read_safetensors(path)
+        if meta.spec is not None:
+            return tensors, meta
+        return tensors, _foreign_meta(recognise(path, None, tensors), meta)
+    checkpoint = read_checkpoint(path)
+    tensors = extract_state_dict(checkpoint, path)
+    return tensors, _foreign_meta(recognise(path, checkpoint, tensors), WeightsMeta())
 
-    return extract_state_dict(read_checkpoint(path), path), WeightsMeta()
+
+def _foreign_meta(origin: Origin, meta: WeightsMeta) -> WeightsMeta:
+    if origin.source:
+        meta.extra["origin"] = origin.source
+    if origin.preprocess is not None:
+        meta.preprocess = origin.preprocess
+    if origin.model is not None:
+        meta.extra["names_model"] = origin.model
+    if origin.timm_name is not None:
+        meta.extra["timm_name"] = origin.timm_name
+    return meta
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike, reset_head: bool = False) -> WeightsMeta:
@@ -97,7 +116,10 @@ def load_model(
     Our files record their architecture, and `overrides` (e.g. num_classes with `reset_head`)
     apply on top. A file from elsewhere (a torchvision/timm/CIFAR `.pth`, a bare safetensors)
     records none: `model` names it then, and its metadata comes from what we know of that model
-    (ImageNet or CIFAR-10 classes and preprocessing, see `sources`).
+    (ImageNet or CIFAR-10 classes), and its pipeline from its origin (`sources.recognise`; a timm
+    name with a pretrained tag, "resnet50.a1_in1k", builds "resnet50" with timm's pipeline for
+    that tag), else the family's, marked assumed in `preprocess_from`. A training checkpoint that
+    names its network (torchvision's and timm's `args.model`) needs no `model`.
     """
     weights, _ = find_weights(source)
     tensors, meta = read_weights(weights)
@@ -109,14 +131,21 @@ def load_model(
             if meta.classes is not None and len(meta.classes) != net.spec.num_classes:
                 meta.classes = None  # a new head: the recorded names no longer apply
             meta.spec = net.spec.to_dict()
-    elif model is None:
-        raise WeightsError(
-            f"{weights}: does not say which network it holds; name it (e.g. --model resnet50), "
-            "or convert it once with 'resnets convert'"
-        )
     else:
-        net = create_model(model, **overrides)
-        meta = meta_for_model(net, model, dataset_classes=True)
+        found, model = meta, model or meta.extra.get("names_model")
+        if model is None:
+            raise WeightsError(
+                f"{weights}: does not say which network it holds; name it (e.g. --model resnet50), "
+                "or convert it once with 'resnets convert'"
+            )
+        net = create_model(split_tag(model), **overrides)
+        meta = meta_for_model(net, split_tag(model), dataset_classes=True)
+        timm_name = found.extra.get("timm_name") or timm_name_of(model)
+        recorded = found.preprocess or (timm_preprocess(timm_name) if timm_name else None)
+        if recorded is not None:
+            meta.preprocess = recorded
+        if "origin" in found.extra or recorded is not None:
+            meta.extra["origin"] = found.extra.get("origin") or recorded.source  # type: ignore[union-attr]
     net.load_state_dict(fit_state_dict(net, tensors, weights, reset_head=reset_head), strict=True)
     return net.eval().to(device), meta
 
