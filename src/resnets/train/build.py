@@ -175,11 +175,22 @@ def split_batch(config: TrainConfig, world: int, train_images: int) -> int:
     return config.batch_size // parts
 
 
-def build_loaders(config: TrainConfig, data: ImageData, device: torch.device, micro_batch: int):
-    """This rank's training batches (micro-batches, augmented) and validation batches (its shard)."""
+def resolve_augment(config: TrainConfig, data: ImageData) -> str:
+    """The training augmentation: `config.augment`, where "auto" is pad-crop for in-memory data
+    and resized-crop for image files. Image files trained with pad-crop are only ever fitted to
+    the input size, so their evaluation pipeline fits too (no 0.875 centre crop): `data.resize_size`
+    is cleared, and that is what the run records and validates with."""
     augment = config.augment
     if augment == "auto":
         augment = "pad-crop" if data.train.in_memory else "resized-crop"
+    if augment == "pad-crop":
+        data.resize_size = None
+    return augment
+
+
+def build_loaders(config: TrainConfig, data: ImageData, device: torch.device, micro_batch: int):
+    """This rank's training batches (micro-batches, augmented) and validation batches (its shard)."""
+    augment = resolve_augment(config, data)
     common = dict(
         seed=config.seed,
         device=device,

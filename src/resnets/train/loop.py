@@ -281,21 +281,11 @@ def weights_meta(run: Run, val_top1: float) -> WeightsMeta:
     """What model.safetensors records beside the weights: the network, its classes and the
     preprocessing that goes with them (so predict, eval and export need nothing else)."""
     data = run.data
-    return WeightsMeta(
+    meta = WeightsMeta(
         model=run.config.model,
         spec=run.eval_model.spec.to_dict(),
         classes=data.classes,
-        mean=list(data.mean),
-        std=list(data.std),
-        input_size=data.input_size,
-        resize_size=data.resize_size,
-        extra={
-            "color": data.notes.get("color", "RGB"),
-            "data": data.name,
-            "val_top1": val_top1,
-            "ema": run.config.ema_decay is not None,
-            "preprocess": "resize to input_size"
-            if data.resize_size is None
-            else "resize shorter side to resize_size, centre crop input_size",
-        },
+        extra={"data": data.name, "val_top1": val_top1, "ema": run.config.ema_decay is not None},
     )
+    meta.preprocess = data.preprocess()  # what validation used: eval, predict and export use it too
+    return meta
