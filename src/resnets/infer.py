@@ -77,11 +77,12 @@ class Classifier:
         compile: bool | None = None,
         workers: int | None = None,
         model: str | None = None,
-        preprocess: Preprocess | None = None,
+        preprocess: Preprocess | dict[str, Any] | None = None,
     ) -> None:
         """`model` names the network of a weights file that does not say (a torchvision, timm
         or CIFAR-reproduction `.pth`); ImageNet and CIFAR-10 class names are then filled in.
-        `preprocess` replaces the recorded pipeline (see `Preprocess.with_overrides`)."""
+        `preprocess` replaces the recorded pipeline (a Preprocess) or changes some of it (a dict
+        for `Preprocess.with_overrides`: mean, std, crop_pct, interpolation, ...)."""
 
         model, meta = load_model(weights_or_run, "cpu", model=model)
         self._setup(model, meta, device, batch_size, precision, compile, workers, preprocess)
@@ -97,7 +98,7 @@ class Classifier:
         precision: str = "fp32",
         compile: bool | None = None,
         workers: int | None = None,
-        preprocess: Preprocess | None = None,
+        preprocess: Preprocess | dict[str, Any] | None = None,
     ) -> Classifier:
         """A Classifier for a model already in memory (the model itself is left untouched)."""
         self = cls.__new__(cls)
@@ -113,7 +114,7 @@ class Classifier:
         precision: str,
         compile: bool | None,
         workers: int | None,
-        preprocess: Preprocess | None = None,
+        preprocess: Preprocess | dict[str, Any] | None = None,
     ) -> None:
 
         if batch_size < 1:
@@ -124,7 +125,10 @@ class Classifier:
         self.classes = class_names(meta, num_classes)
         self.batch_size = batch_size
         self.workers = workers or min(4, os.cpu_count() or 1)
-        self.preprocess_record = preprocess or preprocess_of(meta, spec)
+        if isinstance(preprocess, Preprocess):
+            self.preprocess_record = preprocess
+        else:
+            self.preprocess_record = preprocess_of(meta, spec).with_overrides(**(preprocess or {}))
         self.transform = eval_transform(self.preprocess_record, spec.in_channels if spec is not None else 3)
         self.model = optimize(model, mode="infer", device=device, precision=precision, compile=compile)
         self.device = self.model.device

@@ -182,7 +182,11 @@ class Preprocess:
         resize_size: int | None = None,
     ) -> Preprocess:
         """This record with what the user set (--mean/--std/--crop-pct/--interpolation/
-        --input-size/--resize-size); a crop fraction replaces a resize size and vice versa."""
+        --input-size/--resize-size); a crop fraction replaces a resize size and vice versa.
+
+        Raises InputError for both a crop fraction and a resize size, or for values no record takes."""
+        if crop_pct is not None and resize_size is not None:
+            raise InputError("--crop-pct and --resize-size both say how far to resize; give one")
         changes: dict[str, Any] = {}
         if mean is not None:
             changes["mean"] = tuple(mean)

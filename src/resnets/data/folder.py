@@ -110,6 +110,35 @@ def load_folder(
     )
 
 
+def load_test_folder(root: Path, preprocess: Preprocess) -> ImageData:
+    """Every image under a folder of class folders, to evaluate on: ROOT/<class>/..., or its
+    val/ (validation/, test/) part when ROOT is a train/val layout. No split, no statistics: the
+    weights' `preprocess` says how to read them (its input size and normalisation).
+
+    Raises DataError for a folder without class folders or with an empty class."""
+    part = next((root / n for n in VAL_NAMES if (root / n).is_dir()), None)
+    if part is None and (root / "train").is_dir():
+        raise DataError(f"{root}: has train/ but no val/ (validation/, test/) folder to evaluate on")
+    folder = part or root
+    classes = find_classes(folder)
+    walker = ImageWalker()
+    files, labels = list_images(folder, classes, walker)
+    height, width = preprocess.input_size
+    channels = len(preprocess.mean) if preprocess.mean is not None else 3
+    return ImageData(
+        name=f"{root.resolve().name}" + (f"/{folder.name}" if part is not None else ""),
+        classes=classes,
+        train=Split(labels=torch.empty(0, dtype=torch.int64), files=[]),
+        val=Split(labels=torch.as_tensor(labels, dtype=torch.int64), files=files),
+        mean=preprocess.mean or (0.0,) * channels,
+        std=preprocess.std or (1.0,) * channels,
+        input_size=height,
+        resize_size=preprocess.resize_size,
+        notes={"color": preprocess.color, "source": str(folder)},
+        passed_over=walker.skipped,
+    )
+
+
 def estimate_stats(files: list[str], size: int, resize: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean/std of up to STATS_SAMPLE training images (a fixed sample), as evaluated."""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from resnets.data import cifar, digits, folder, synthetic
 from resnets.data.datasets import ImageData
 from resnets.errors import DataError
+from resnets.preprocess import Preprocess
 
 
 def load_data(
@@ -67,3 +68,35 @@ def load_data(
     return folder.load_folder(
         path, input_size=input_size or default_size, val_split=val_split, split_seed=split_seed
     )
+
+
+def load_eval_data(
+    name: str,
+    preprocess: Preprocess,
+    *,
+    data_dir: str | Path = "data",
+    synthetic_count: int = 512,
+    synthetic_classes: int = 10,
+) -> ImageData:
+    """What `resnets eval --data NAME` evaluates on, read at the weights' input size: for a
+    folder of class folders, every image in it (or in its val/ part: folder.load_test_folder);
+    for a CIFAR python folder or cifar10/cifar100, the test batch; for digits and synthetic,
+    their held-out 20%."""
+    size = preprocess.input_size[0]
+    path = Path(name).expanduser()
+    if name in ("digits", "synthetic", "imagenet", *cifar.NAMED) or not path.exists():
+        return load_data(
+            name,
+            input_size=size,
+            data_dir=data_dir,
+            synthetic_count=synthetic_count,
+            synthetic_classes=synthetic_classes,
+            default_size=size,
+        )
+    for candidate in (path, path / "cifar-10-batches-py", path / "cifar-100-python"):
+        if candidate.is_dir():
+            cifar.check_complete(candidate)
+    root = cifar.find_cifar_root(path)
+    if root is not None:
+        return cifar.load_cifar(root, input_size=size)
+    return folder.load_test_folder(path, preprocess)
