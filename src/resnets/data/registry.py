@@ -10,6 +10,7 @@ from pathlib import Path
 
 from resnets.data import cifar, digits, folder, synthetic
 from resnets.data.datasets import ImageData
+from resnets.data.split import SplitRecord, check_val_split
 from resnets.errors import DataError
 from resnets.preprocess import Preprocess
 
@@ -25,28 +26,41 @@ def load_data(
     synthetic_count: int = 512,
     synthetic_classes: int = 10,
     default_size: int = 224,
+    recorded: SplitRecord | None = None,
+    accept_changed: bool = False,
+    legacy_split: bool = False,
 ) -> ImageData:
     """The dataset `name`: 'digits', 'synthetic', 'cifar10', 'cifar100', or a path to a CIFAR
     python folder or an ImageFolder root.
 
-    `val_split` holds out part of the training data (fraction or count); without it the dataset's
-    own test/val part is the validation split (digits, which has none, holds out 20%).
-    `default_size` is the resolution folders get when `input_size` is not given (the model's).
+    `val_split` holds out part of the training data (fraction or count, stratified: split.py);
+    unset or 0, the dataset's own test/val part is the validation split (digits and synthetic,
+    which have none, hold out 20% when it is unset and refuse 0). `default_size` is the
+    resolution folders get when `input_size` is not given (the model's). `recorded` (a run's
+    split.json) re-applies that split, refusing data that changed since unless `accept_changed`;
+    `legacy_split` re-derives the split of a run made before splits were recorded (split.hold_out).
     """
+    check_val_split(val_split)
+    kept = dict(
+        val_split=val_split,
+        split_seed=split_seed,
+        recorded=recorded,
+        accept_changed=accept_changed,
+        legacy_split=legacy_split,
+    )
 
     if name == "digits":
-        return digits.load_digits_data(input_size=input_size, val_split=val_split, split_seed=split_seed)
+        return digits.load_digits_data(input_size=input_size, **kept)
     if name == "synthetic":
         return synthetic.load_synthetic(
             count=synthetic_count,
             classes=synthetic_classes,
             input_size=input_size or 32,
-            val_split=val_split,
-            split_seed=split_seed,
+            **kept,
         )
     if name in cifar.NAMED:
         root = cifar.named_root(name, data_dir, download)
-        return cifar.load_cifar(root, input_size=input_size, val_split=val_split, split_seed=split_seed)
+        return cifar.load_cifar(root, input_size=input_size, **kept)
     if name == "imagenet":
         raise DataError(
             "ImageNet cannot be downloaded for you; pass --data PATH to its ImageFolder root "
@@ -62,12 +76,8 @@ def load_data(
         if candidate.is_dir():
             cifar.check_complete(candidate)
     if cifar.find_cifar_root(path) is not None:
-        return cifar.load_cifar(
-            cifar.find_cifar_root(path), input_size=input_size, val_split=val_split, split_seed=split_seed
-        )
-    return folder.load_folder(
-        path, input_size=input_size or default_size, val_split=val_split, split_seed=split_seed
-    )
+        return cifar.load_cifar(cifar.find_cifar_root(path), input_size=input_size, **kept)
+    return folder.load_folder(path, input_size=input_size or default_size, **kept)
 
 
 def load_eval_data(
