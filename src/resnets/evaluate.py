@@ -40,9 +40,13 @@ def evaluate_run(
     precision: str = "fp32",
     compile: bool | None = None,
     preprocess: dict[str, Any] | None = None,
+    accept_changed_data: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """Evaluate a run's weights on `data` (default: the run's own validation split).
+    """Evaluate a run's weights on `data` (default: the run's own validation split, as recorded
+    in its split.json: data that changed since the run is refused, naming how many files were
+    added and removed, unless `accept_changed_data`; then the recorded validation files that
+    remain are evaluated).
 
     `path` is a run directory or a weights file. A weights file without our metadata (a
     torchvision/timm/CIFAR `.pth`) needs `model` to name its network (with model `overrides` such
@@ -81,7 +85,10 @@ def evaluate_run(
     dev = resolve_device(device)
     if data is None:
         assert config is not None
-        dataset = load_training_data(config.replace(data_dir=data_dir or config.data_dir, download=False))
+        here = config.replace(
+            data_dir=data_dir or config.data_dir, download=False, accept_changed_data=accept_changed_data
+        )
+        dataset = load_training_data(here, run_dir)
         name = f"{dataset.name} (the run's validation split)"
     else:
         dataset = load_eval_data(
@@ -111,6 +118,8 @@ def evaluate_run(
         "preprocess": {k: v for k, v in record.to_dict().items() if k != "mean_image"},
         "preprocess_assumed": is_assumed(record),
     }
+    if dataset.messages:
+        report["notes"] = dataset.messages
     if loader.skipped:
         report["skipped"] = loader.skipped
     if crops == 10:

@@ -56,6 +56,12 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="images per batch (default: the run's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
     p.add_argument("--workers", type=int, help="DataLoader workers for image folders")
+    p.add_argument(
+        "--accept-changed-data",
+        action="store_true",
+        help="evaluate a run although its data folder changed since it was made: the recorded "
+        "validation files that remain (default: refuse, naming how many files were added and removed)",
+    )
     add_inference_options(p)
     p.add_argument(
         "--out",
@@ -86,8 +92,11 @@ def run_eval(args: argparse.Namespace) -> int:
         precision=args.precision,
         compile=args.compile,
         preprocess=preprocess_overrides(args),
+        accept_changed_data=args.accept_changed_data,
         **model_overrides(args),
     )
+    for line in report.get("notes", []):
+        print(f"resnets eval: {line}", file=sys.stderr)
     note = assumed_note("resnets eval", Preprocess.from_dict(report["preprocess"]), report["weights"])
     if note and not preprocess_overrides(args):
         print(note, file=sys.stderr)

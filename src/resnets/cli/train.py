@@ -202,9 +202,12 @@ def run_train(args: argparse.Namespace) -> int:
     config, run_dir = None, None
     if args.resume:
         run_dir = Path(args.resume)
+        accept = overrides.pop("accept_changed_data", None)
         if overrides:
             flags = ", ".join("--" + k.replace("_", "-") for k in overrides)
             raise ResNetsError(f"--resume continues {run_dir} with its own config; drop {flags}")
+        if accept:
+            config = read_run_config(run_dir).replace(accept_changed_data=True)
     else:
         config = resolve_recipe(args.recipe, **{k: v for k, v in overrides.items() if v is not None})
         config = config.replace(**{k: None for k, v in overrides.items() if v is None}).validate()

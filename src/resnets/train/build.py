@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from resnets.data import ImageData, load_data, make_loader
-from resnets.errors import ResNetsError
+from resnets.data.decode import decode_in_memory, default_budget, parse_bytes, should_decode
+from resnets.data.split import SplitRecord
+from resnets.errors import DataError, ResNetsError
 from resnets.models.create import create_model, resolve_spec
 from resnets.models.zoo import default_input_size
 from resnets.train import distributed, ranks
@@ -93,7 +95,7 @@ def build_run(config: TrainConfig, run_dir: Path, device: torch.device) -> Run:
     make a run, before any training step.
     """
     world = ranks.world_size()
-    data = load_training_data(config)
+    data = in_memory_if_it_fits(config, load_training_data(config, run_dir), device)
     micro_batch = split_batch(config, world, len(data.train))
     model = build_model(config, data)
     channels_last = use_channels_last(config, device)
@@ -131,10 +133,17 @@ def build_run(config: TrainConfig, run_dir: Path, device: torch.device) -> Run:
     )
 
 
-def load_training_data(config: TrainConfig) -> ImageData:
+def load_training_data(config: TrainConfig, run_dir: Path | None = None) -> ImageData:
     """The data `config` trains on, with its held-out split: what `train` loads, and what
     `resnets eval RUN_DIR` loads again to evaluate on the run's own validation images (pass
-    `config.replace(data_dir=..., download=False)` to read it from elsewhere)."""
+    `config.replace(data_dir=..., download=False)` to read it from elsewhere).
+
+    For a run directory that holds a run (`run_dir`: a resume, a restart, an evaluation), the
+    split is the one recorded in its split.json, not derived again; data that changed since is
+    refused unless `config.accept_changed_data`. A run from before splits were recorded gets its
+    split derived as that version did."""
+    recorded = SplitRecord.read(run_dir) if run_dir is not None else None
+    legacy = recorded is None and run_dir is not None and (run_dir / "config.json").is_file()
     return load_data(
         config.data,
         input_size=config.input_size,
@@ -145,7 +154,23 @@ def load_training_data(config: TrainConfig) -> ImageData:
         synthetic_count=config.synthetic_count,
         synthetic_classes=config.synthetic_classes,
         default_size=default_input_size(resolve_spec(config.model)),
+        recorded=recorded,
+        accept_changed=config.accept_changed_data,
+        legacy_split=legacy,
     )
+
+
+def in_memory_if_it_fits(config: TrainConfig, data: ImageData, device: torch.device) -> ImageData:
+    """`data` decoded into memory (data/decode.py) when --decode-in-memory says so and it fits
+    --memory-budget, else as it is; a folder of small images that does not fit says why in
+    `messages`."""
+    budget = parse_bytes(config.memory_budget) if config.memory_budget else default_budget(device)
+    decode, why_not = should_decode(data, config.decode_in_memory, config.augment, budget)
+    if decode:
+        return decode_in_memory(data, workers=config.workers, progress=ranks.is_main(), budget=budget)
+    if why_not:
+        data.messages.append(f"images read from files every epoch: {why_not}")
+    return data
 
 
 def build_model(config: TrainConfig, data: ImageData) -> nn.Module:
@@ -162,6 +187,11 @@ def build_model(config: TrainConfig, data: ImageData) -> nn.Module:
 def split_batch(config: TrainConfig, world: int, train_images: int) -> int:
     """The per-process micro-batch: the global `batch_size` over processes and accumulation steps."""
     parts = world * config.accum_steps
+    if config.batch_size > train_images:
+        raise DataError(
+            f"--batch-size {config.batch_size} is larger than the {train_images} training images; "
+            f"give at most {train_images}"
+        )
     if config.batch_size % parts:
         raise ResNetsError(
             f"--batch-size {config.batch_size} is the global batch; it must divide evenly over "

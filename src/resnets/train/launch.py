@@ -73,13 +73,16 @@ def train(
             raise ResNetsError("resume needs the run directory to continue")
         run_dir = Path(run_dir)
         saved = read_run_config(run_dir)
-        if config is not None and config.replace(out=None) != saved.replace(out=None):
-            changed = [k for k, v in config.to_dict().items() if k != "out" and getattr(saved, k) != v]
+        # Whether to accept data that changed since is a decision of this resume, not of the run.
+        accept = config.accept_changed_data if config is not None else False
+        mine = dict(out=None, accept_changed_data=False)
+        if config is not None and config.replace(**mine) != saved.replace(**mine):
+            changed = [k for k, v in config.to_dict().items() if k not in mine and getattr(saved, k) != v]
             raise ResNetsError(
                 f"--resume continues {run_dir} with its own config; drop "
                 + ", ".join("--" + k.replace("_", "-") for k in changed)
             )
-        config = saved
+        config = saved.replace(accept_changed_data=accept)
     config = (config if config is not None else resolve_recipe("default")).validate()
     if nproc_per_node is not None:
         return launch(

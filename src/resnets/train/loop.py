@@ -21,6 +21,7 @@ run_dir.py and logging.py.
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -37,7 +38,7 @@ from resnets.train.build import Run, build_run
 from resnets.train.config import TrainConfig
 from resnets.train.device import seed_python, set_determinism
 from resnets.train.logging import RunLog, check_tensorboard, format_duration
-from resnets.train.run_dir import run_record
+from resnets.train.run_dir import run_record, write_split
 from resnets.train.schedule import Schedule
 from resnets.train.state import TrainState, restore, save
 from resnets.train.step import set_lr
@@ -77,6 +78,10 @@ def train_here(
         write_json(
             run_dir / "config.json", run_record(config, run.data, run.model, device, command, run.world_size)
         )
+        write_split(run_dir, run.data)
+    if console and run.main:
+        for note in run.data.messages:  # a class too small to split, a folder that changed
+            print(f"resnets train: {note}", file=sys.stderr, flush=True)
     log = RunLog(
         run_dir,
         console=console and run.main,
@@ -192,7 +197,18 @@ def groups_of(items: Iterable[T], n: int) -> Iterator[list[T]]:
 
 def checkpoint(run: Run, state: TrainState, *, mid_epoch: bool = False) -> None:
     """Save everything a resume needs into the run's checkpoint folder (rank 0 calls this)."""
-    save(run.checkpoint_dir, run.config, state, run.model, run.optimizer, run.scaler, run.ema, mid_epoch)
+    split = run.data.split.summary() if run.data.split is not None else None
+    save(
+        run.checkpoint_dir,
+        run.config,
+        state,
+        run.model,
+        run.optimizer,
+        run.scaler,
+        run.ema,
+        mid_epoch,
+        record={"data_split": split},
+    )
 
 
 def evaluate_model(run: Run, loader) -> Evaluation:

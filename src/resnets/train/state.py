@@ -50,11 +50,13 @@ class TrainState:
     skipped_steps: list[int] = field(default_factory=list)  # non-finite losses under --skip-nonfinite
 
 
-def save(folder: Path, config, state: TrainState, model, optimizer, scaler, ema, mid_epoch=False) -> None:
+def save(
+    folder: Path, config, state: TrainState, model, optimizer, scaler, ema, mid_epoch=False, record=None
+) -> None:
     """Write a checkpoint of the run into `folder` (checkpoint.save_checkpoint: atomic, committed
     by latest.json, refused if any tensor is not finite): model, EMA, optimizer state, torch's and
     CUDA's RNG states as tensors; progress, optimizer settings, scaler, Python's RNG and config as
-    JSON."""
+    JSON, with `record` (JSON: what the run was made from, e.g. its data split's summary)."""
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
@@ -69,6 +71,7 @@ def save(folder: Path, config, state: TrainState, model, optimizer, scaler, ema,
         "scaler": scaler.state_dict(),
         "rng_python": base64.b64encode(repr(random.getstate()).encode()).decode(),
         "config": config.to_dict(),
+        **(record or {}),
     }
     save_checkpoint(
         folder,
