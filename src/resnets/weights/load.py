@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from resnets.errors import WeightsError
 from resnets.models.create import create_model
 from resnets.models.spec import ResNetSpec
-from resnets.text import shorten
+from resnets.text import first_line, shorten
 from resnets.weights.format import (
     WeightsMeta,
     check_finite,
@@ -47,6 +48,21 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Weig
     checkpoint = read_checkpoint(path)
     tensors = extract_state_dict(checkpoint, path)
     return tensors, _foreign_meta(recognise(path, checkpoint, tensors), WeightsMeta())
+
+
+def read_meta(path: str | os.PathLike) -> WeightsMeta:
+    """The metadata of any weights file we accept, as `read_weights` gives it; a safetensors
+    file's header alone is read, not its tensors."""
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors" or looks_like_safetensors(path):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = WeightsMeta.from_header(f.metadata(), path)
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise WeightsError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
+        if meta.spec is not None:
+            return meta
+    return read_weights(path)[1]
 
 
 def _foreign_meta(origin: Origin, meta: WeightsMeta) -> WeightsMeta:
