@@ -17,6 +17,7 @@ from resnets.data.decode import decode_in_memory, default_budget, parse_bytes, s
 from resnets.data.split import SplitRecord
 from resnets.errors import DataError, ResNetsError
 from resnets.models.create import create_model, resolve_spec
+from resnets.models.spec import ResNetSpec
 from resnets.models.zoo import default_input_size
 from resnets.train import distributed, ranks
 from resnets.train.config import TrainConfig
@@ -24,7 +25,7 @@ from resnets.train.device import autocast, use_channels_last
 from resnets.train.guards import LossGuard
 from resnets.train.schedule import Schedule
 from resnets.train.step import TrainStep, build_step
-from resnets.weights.load import load_weights
+from resnets.weights.load import load_weights, read_meta
 
 
 @dataclass
@@ -95,7 +96,10 @@ def build_run(config: TrainConfig, run_dir: Path, device: torch.device) -> Run:
     make a run, before any training step.
     """
     world = ranks.world_size()
+    config, note = with_the_weights_model(config)
     data = in_memory_if_it_fits(config, load_training_data(config, run_dir), device)
+    if note:
+        data.messages.insert(0, note)
     micro_batch = split_batch(config, world, len(data.train))
     model = build_model(config, data)
     channels_last = use_channels_last(config, device)
@@ -153,7 +157,7 @@ def load_training_data(config: TrainConfig, run_dir: Path | None = None) -> Imag
         download=config.download,
         synthetic_count=config.synthetic_count,
         synthetic_classes=config.synthetic_classes,
-        default_size=default_input_size(resolve_spec(config.model)),
+        default_size=default_input_size(weights_spec(config) or resolve_spec(config.model)),
         recorded=recorded,
         accept_changed=config.accept_changed_data,
         legacy_split=legacy,
@@ -173,11 +177,41 @@ def in_memory_if_it_fits(config: TrainConfig, data: ImageData, device: torch.dev
     return data
 
 
+def weights_spec(config: TrainConfig) -> ResNetSpec | None:
+    """The architecture `config.weights` records (one of our files), or None."""
+    if not config.weights:
+        return None
+    meta = read_meta(config.weights)
+    return ResNetSpec.from_dict(meta.spec) if meta.spec is not None else None
+
+
+def with_the_weights_model(config: TrainConfig) -> tuple[TrainConfig, str | None]:
+    """`config` naming the network its --weights file holds (our file's model, a trainer
+    checkpoint's args.model), so the run builds and records that network and not the recipe's
+    default; with a one-line note when that differs from `config.model`."""
+    if not config.weights:
+        return config, None
+    meta = read_meta(config.weights)
+    name = meta.model if meta.spec is not None else meta.extra.get("names_model")
+    if name is None or name == config.model:
+        return config, None
+    if meta.spec is not None:
+        same = resolve_spec(config.model).replace(num_classes=1, in_channels=1) == ResNetSpec.from_dict(
+            meta.spec
+        ).replace(num_classes=1, in_channels=1)
+        if same:
+            return config, None
+    return config.replace(
+        model=name
+    ), f"--weights {config.weights} holds a {name}: training that (not {config.model})"
+
+
 def build_model(config: TrainConfig, data: ImageData) -> nn.Module:
     """The network of `config` sized for `data` (its classes and input channels), starting from
-    `config.weights` when fine-tuning."""
+    `config.weights` when fine-tuning: the architecture that file records, when it does."""
+    arch: str | ResNetSpec = weights_spec(config) or config.model
     model = create_model(
-        config.model, num_classes=data.num_classes, in_channels=data.in_channels, **config.model_overrides()
+        arch, num_classes=data.num_classes, in_channels=data.in_channels, **config.model_overrides()
     )
     if config.weights:  # fine-tuning: start from these weights (a resumed run then restores its own)
         load_weights(model, config.weights, reset_head=config.reset_head)

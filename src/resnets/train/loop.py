@@ -76,7 +76,8 @@ def train_here(
     if not resume and run.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(
-            run_dir / "config.json", run_record(config, run.data, run.model, device, command, run.world_size)
+            run_dir / "config.json",
+            run_record(run.config, run.data, run.model, device, command, run.world_size),
         )
         write_split(run_dir, run.data)
     if console and run.main:
