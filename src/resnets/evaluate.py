@@ -15,7 +15,6 @@ import torch
 
 from resnets.data import ImageData, load_eval_data, make_loader
 from resnets.errors import DataError, WeightsError
-from resnets.infer import preprocess_of
 from resnets.plots import plot_confusion
 from resnets.runtime.device import resolve_device
 from resnets.runtime.metrics import evaluate
@@ -23,6 +22,7 @@ from resnets.runtime.optimize import optimize
 from resnets.text import shorten
 from resnets.train.build import load_training_data
 from resnets.train.run_dir import read_run_config
+from resnets.weights.format import preprocess_of
 from resnets.weights.load import find_weights, load_model
 from resnets.weights.sources import is_assumed
 

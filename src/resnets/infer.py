@@ -23,9 +23,8 @@ from resnets.data.images import open_rgb, upright_rgb
 from resnets.errors import InputError, ResNetsError, WeightsError
 from resnets.preprocess import Preprocess, eval_transform
 from resnets.runtime.optimize import optimize
-from resnets.weights.format import WeightsMeta
+from resnets.weights.format import WeightsMeta, preprocess_of
 from resnets.weights.load import load_model
-from resnets.weights.sources import family_preprocess
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 
@@ -208,17 +207,6 @@ class Classifier:
 
 
 # --- preprocessing ------------------------------------------------------------------------------
-
-
-def preprocess_of(meta: WeightsMeta, spec: Any | None) -> Preprocess:
-    """The pipeline recorded in `meta`, else the one assumed for the network's family (a model
-    handed over without metadata). Raises WeightsError when neither can be had."""
-    recorded = meta.preprocess
-    if recorded is not None:
-        return recorded
-    if spec is None:
-        raise WeightsError(f"no input size in the metadata of this {meta.model!r} model")
-    return family_preprocess(spec)
 
 
 def class_names(meta: WeightsMeta, num_classes: int | None) -> list[str]:

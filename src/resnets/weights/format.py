@@ -164,6 +164,20 @@ def meta_for_model(
     return meta
 
 
+def preprocess_of(meta: WeightsMeta, spec: Any | None) -> Preprocess:
+    """The evaluation pipeline recorded in `meta`, else the one assumed for the network's family
+    (`spec`: a ResNetSpec; a model handed over without metadata): what eval, predict and export's
+    checks build their pixels from with `resnets.preprocess.eval_transform(record, in_channels)`.
+
+    Raises WeightsError when neither can be had, or for a recorded pipeline that is not valid."""
+    recorded = meta.preprocess
+    if recorded is not None:
+        return recorded
+    if spec is None:
+        raise WeightsError(f"no input size in the metadata of this {meta.model!r} model")
+    return family_preprocess(spec)
+
+
 def save_weights(model: nn.Module, path: str | os.PathLike, meta: WeightsMeta | None = None) -> Path:
     """Write the model's state_dict as safetensors with our metadata (default: `meta_for_model`),
     atomically (atomic.py: temp file, fsync, rename, fsync of the folder). Returns `path`.
