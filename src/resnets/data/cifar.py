@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from resnets.data.datasets import ImageData, Split, channel_stats, subset
-from resnets.data.split import SplitRecord, check_val_split, own_split, split_tensors
+from resnets.data.split import Earlier, check_val_split, own_split, split_tensors
 from resnets.errors import DataError
 
 # name -> (its folder inside data_dir, the torchvision dataset class that knows its URL and checksum)
@@ -163,13 +163,11 @@ def load_cifar(
     input_size: int | None = None,
     val_split: float | None = None,
     split_seed: int = 0,
-    recorded: SplitRecord | None = None,
-    accept_changed: bool = False,
-    legacy_split: bool = False,
+    earlier: Earlier | None = None,
 ) -> ImageData:
     """CIFAR's training batches as the training split; the test batch as validation, unless
     `val_split` holds out part of the training data instead (the paper's 45k/5k, sec. 4.2); a
-    `recorded` split is re-applied (and the data checked to be the recorded one)."""
+    run's `earlier` split is re-applied (and the data checked to be the one it was made on)."""
     layout = _layout(root) if root is not None else None
     if layout is None:
         raise DataError(f"{root}: not a CIFAR-10 or CIFAR-100 python folder")
@@ -191,9 +189,7 @@ def load_cifar(
             classes,
             val_split,
             split_seed,
-            recorded=recorded,
-            accept_changed=accept_changed,
-            legacy=legacy_split,
+            earlier=earlier,
             name=f"{name} in {root}",
         )
         train, test = subset(train, train_idx), subset(train, val_idx)
@@ -205,8 +201,7 @@ def load_cifar(
             test.labels,
             test.images,
             classes,
-            recorded=recorded,
-            accept_changed=accept_changed,
+            earlier=earlier,
             name=f"{name} in {root}",
         )
     size = input_size or 32

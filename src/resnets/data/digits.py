@@ -11,7 +11,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from resnets.data.datasets import ImageData, Split, channel_stats, subset
-from resnets.data.split import SplitRecord, split_tensors
+from resnets.data.split import Earlier, split_tensors
 from resnets.errors import DataError
 
 DIGITS_SIZE = 16
@@ -23,12 +23,10 @@ def load_digits_data(
     input_size: int | None = None,
     val_split: float | None = None,
     split_seed: int = 0,
-    recorded: SplitRecord | None = None,
-    accept_changed: bool = False,
-    legacy_split: bool = False,
+    earlier: Earlier | None = None,
 ) -> ImageData:
     """The digits at `input_size` (default 16), `val_split` of them held out (default 20%,
-    stratified; 0 is refused: digits has no validation part of its own), or the `recorded`
+    stratified; 0 is refused: digits has no validation part of its own), or a run's `earlier`
     split re-applied."""
     from sklearn.datasets import load_digits
 
@@ -55,9 +53,7 @@ def load_digits_data(
         classes,
         val,
         split_seed,
-        recorded=recorded,
-        accept_changed=accept_changed,
-        legacy=legacy_split,
+        earlier=earlier,
         name="digits",
     )
     train, val = subset(whole, train_idx), subset(whole, val_idx)

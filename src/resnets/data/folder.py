@@ -19,7 +19,7 @@ import torch
 from resnets.data.datasets import ImageData, Split
 from resnets.data.device_decode import device_ready_jpeg
 from resnets.data.images import IMAGE_EXTENSIONS, open_rgb
-from resnets.data.split import SplitRecord, check_val_split, split_files
+from resnets.data.split import Earlier, check_val_split, split_files
 from resnets.data.transforms import eval_resize
 from resnets.data.walk import ImageWalker
 from resnets.errors import DataError
@@ -73,14 +73,12 @@ def load_folder(
     input_size: int,
     val_split: float | None = None,
     split_seed: int = 0,
-    recorded: SplitRecord | None = None,
-    accept_changed: bool = False,
-    legacy_split: bool = False,
+    earlier: Earlier | None = None,
 ) -> ImageData:
     """An ImageFolder root with train/ and val/ (val/ may lack classes, never add them), or one
     folder of class folders split by `val_split` (split.py: stratified, classes of one image kept
-    in training). A `recorded` split (a run's split.json) is re-applied by file name; a folder whose
-    files changed since is refused, naming how many were added and removed, unless `accept_changed`.
+    in training). A run's `earlier` split (its split.json) is re-applied by file name; a folder
+    whose files changed since is refused, naming how many were added and removed, unless accepted.
 
     Raises DataError for a folder that cannot be trained on (no classes, an empty class, no
     validation part, a bad `val_split`)."""
@@ -118,9 +116,7 @@ def load_folder(
         split_seed,
         val_files=val_files,
         val_labels=val_labels,
-        recorded=recorded,
-        accept_changed=accept_changed,
-        legacy=legacy_split,
+        earlier=earlier,
     )
     everything = [*files, *val_files]
     every_label = torch.cat([label_tensor, val_labels]) if val_labels is not None else label_tensor

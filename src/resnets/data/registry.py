@@ -10,7 +10,7 @@ from pathlib import Path
 
 from resnets.data import cifar, digits, folder, synthetic
 from resnets.data.datasets import ImageData
-from resnets.data.split import SplitRecord, check_val_split
+from resnets.data.split import Earlier, check_val_split
 from resnets.errors import DataError
 from resnets.preprocess import Preprocess
 
@@ -26,9 +26,7 @@ def load_data(
     synthetic_count: int = 512,
     synthetic_classes: int = 10,
     default_size: int = 224,
-    recorded: SplitRecord | None = None,
-    accept_changed: bool = False,
-    legacy_split: bool = False,
+    earlier: Earlier | None = None,
 ) -> ImageData:
     """The dataset `name`: 'digits', 'synthetic', 'cifar10', 'cifar100', or a path to a CIFAR
     python folder or an ImageFolder root.
@@ -36,17 +34,15 @@ def load_data(
     `val_split` holds out part of the training data (fraction or count, stratified: split.py);
     unset or 0, the dataset's own test/val part is the validation split (digits and synthetic,
     which have none, hold out 20% when it is unset and refuse 0). `default_size` is the
-    resolution folders get when `input_size` is not given (the model's). `recorded` (a run's
-    split.json) re-applies that split, refusing data that changed since unless `accept_changed`;
-    `legacy_split` re-derives the split of a run made before splits were recorded (split.hold_out).
+    resolution folders get when `input_size` is not given (the model's). `earlier` (a run's split:
+    split.Earlier) re-applies its split.json, refusing data that changed since unless it accepts
+    changes, or derives the split of a run made before splits were recorded as that version did.
     """
     check_val_split(val_split)
     kept = dict(
         val_split=val_split,
         split_seed=split_seed,
-        recorded=recorded,
-        accept_changed=accept_changed,
-        legacy_split=legacy_split,
+        earlier=earlier,
     )
 
     if name == "digits":

@@ -158,6 +158,17 @@ class SplitRecord:
             raise DataError(f"{path}: unreadable split record ({type(exc).__name__})") from None
 
 
+@dataclass(frozen=True)
+class Earlier:
+    """A run's earlier split, for loading its data again (a resume, `resnets eval RUN`): its
+    `record` (split.json), or None for a run made before splits were recorded (then the split is
+    derived again as that version did: hold_out's `legacy`); `accept_changed` goes on with data
+    that changed since, instead of refusing it."""
+
+    record: SplitRecord | None
+    accept_changed: bool = False
+
+
 def fingerprint(items: Sequence[str]) -> str:
     """sha256 of the sorted item names, one per line."""
     digest = hashlib.sha256()
@@ -190,17 +201,16 @@ def split_tensors(
     val: float | int,
     seed: int,
     *,
-    recorded: SplitRecord | None = None,
-    accept_changed: bool = False,
+    earlier: Earlier | None = None,
     name: str = "the data",
-    legacy: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, SplitRecord, list[str]]:
-    """Hold out `val` of in-memory data (labels (N,), uint8 images (N, C, H, W)), or re-apply the
-    `recorded` split when the data is the one it was made on. Returns (train index, val index,
+    """Hold out `val` of in-memory data (labels (N,), uint8 images (N, C, H, W)), or re-apply an
+    `earlier` split when the data is the one it was made on. Returns (train index, val index,
     the record, messages).
 
-    Raises DataError when the data differs from the recorded one, unless `accept_changed`, which
-    then holds out anew. `legacy`: see hold_out."""
+    Raises DataError when the data differs from the recorded one, unless the earlier split
+    accepts changed data, which then holds out anew."""
+    recorded, accept_changed, legacy = _unpack(earlier)
     fingerprint_now = tensor_fingerprint(labels, images)
     messages: list[str] = []
     if recorded is not None:
@@ -240,18 +250,17 @@ def split_files(
     *,
     val_files: Sequence[str] = (),
     val_labels: torch.Tensor | None = None,
-    recorded: SplitRecord | None = None,
-    accept_changed: bool = False,
-    legacy: bool = False,
+    earlier: Earlier | None = None,
 ) -> tuple[list[int], list[int], SplitRecord, list[str]]:
     """The split of an image folder, as positions in `files + val_files` (the training folder's
     files, then those of its own val/ folder): `val` held out of `files` (stratified), or the
-    val/ folder as it is when `val` is unset or 0. With a `recorded` split the items are matched
+    val/ folder as it is when `val` is unset or 0. With an `earlier` split the items are matched
     by their path under `root`: the recorded validation files stay validation files.
 
     Raises DataError, naming how many files were added and removed, when the folder's files are
-    not those of the record, unless `accept_changed` (then the recorded validation files still
-    there stay validation files and the new ones go to training)."""
+    not those of the record, unless the earlier split accepts changed data (then the recorded
+    validation files still there stay validation files and the new ones go to training)."""
+    recorded, accept_changed, legacy = _unpack(earlier)
     everything = [*files, *val_files]
     every_label = torch.cat([labels, val_labels]) if val_labels is not None else labels
     names = [Path(f).relative_to(root).as_posix() for f in everything]
@@ -341,13 +350,13 @@ def own_split(
     val_images: torch.Tensor,
     classes: Sequence[str],
     *,
-    recorded: SplitRecord | None = None,
-    accept_changed: bool = False,
+    earlier: Earlier | None = None,
     name: str = "the data",
 ) -> tuple[SplitRecord, list[str]]:
     """The record of in-memory data that comes split (CIFAR's training and test batches).
 
-    Raises DataError when the data differs from the `recorded` one, unless `accept_changed`."""
+    Raises DataError when the data differs from the `earlier` record, unless that accepts changes."""
+    recorded, accept_changed, _ = _unpack(earlier)
     labels = torch.cat([train_labels, val_labels])
     fingerprint_now = tensor_fingerprint(labels, torch.cat([train_images, val_images]))
     messages = []
@@ -371,3 +380,10 @@ def own_split(
         fingerprint=fingerprint_now,
     )
     return record, messages
+
+
+def _unpack(earlier: Earlier | None) -> tuple[SplitRecord | None, bool, bool]:
+    """(record, accept changed data, derive as before records) of an earlier split, or of none."""
+    if earlier is None:
+        return None, False, False
+    return earlier.record, earlier.accept_changed, earlier.record is None

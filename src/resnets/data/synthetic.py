@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from resnets.data.datasets import ImageData, Split, channel_stats, subset
-from resnets.data.split import SplitRecord, split_tensors
+from resnets.data.split import Earlier, split_tensors
 from resnets.errors import DataError
 
 
@@ -37,12 +37,10 @@ def load_synthetic(
     input_size: int,
     val_split: float | None,
     split_seed: int = 0,
-    recorded: SplitRecord | None = None,
-    accept_changed: bool = False,
-    legacy_split: bool = False,
+    earlier: Earlier | None = None,
 ) -> ImageData:
     """`count` synthetic images of `classes` classes, `val_split` held out (default 20%; 0 is
-    refused: there is no other validation part), or the `recorded` split re-applied."""
+    refused: there is no other validation part), or a run's `earlier` split re-applied."""
     if val_split == 0:
         raise DataError(
             "--val-split 0 holds out nothing, and synthetic data has no validation part of its own; "
@@ -57,9 +55,7 @@ def load_synthetic(
         names,
         0.2 if val_split is None else val_split,
         split_seed,
-        recorded=recorded,
-        accept_changed=accept_changed,
-        legacy=legacy_split,
+        earlier=earlier,
         name="synthetic data",
     )
     train, val = subset(whole, train_idx), subset(whole, val_idx)

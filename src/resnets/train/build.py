@@ -14,7 +14,7 @@ from torch import nn
 
 from resnets.data import ImageData, load_data, make_loader
 from resnets.data.decode import decode_in_memory, default_budget, parse_bytes, should_decode
-from resnets.data.split import SplitRecord
+from resnets.data.split import Earlier, SplitRecord
 from resnets.errors import DataError, ResNetsError
 from resnets.models.create import create_model, resolve_spec
 from resnets.models.spec import ResNetSpec
@@ -146,8 +146,9 @@ def load_training_data(config: TrainConfig, run_dir: Path | None = None) -> Imag
     split is the one recorded in its split.json, not derived again; data that changed since is
     refused unless `config.accept_changed_data`. A run from before splits were recorded gets its
     split derived as that version did."""
-    recorded = SplitRecord.read(run_dir) if run_dir is not None else None
-    legacy = recorded is None and run_dir is not None and (run_dir / "config.json").is_file()
+    earlier = None
+    if run_dir is not None and (run_dir / "config.json").is_file():  # a run that exists already
+        earlier = Earlier(SplitRecord.read(run_dir), accept_changed=config.accept_changed_data)
     return load_data(
         config.data,
         input_size=config.input_size,
@@ -158,9 +159,7 @@ def load_training_data(config: TrainConfig, run_dir: Path | None = None) -> Imag
         synthetic_count=config.synthetic_count,
         synthetic_classes=config.synthetic_classes,
         default_size=default_input_size(weights_spec(config) or resolve_spec(config.model)),
-        recorded=recorded,
-        accept_changed=config.accept_changed_data,
-        legacy_split=legacy,
+        earlier=earlier,
     )
 
 

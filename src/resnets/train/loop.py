@@ -75,11 +75,11 @@ def train_here(
         distributed.seed_rank(config.seed, state.step)
     if not resume and run.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        write_split(run_dir, run.data)  # first: a run directory with a config.json has its split.json
         write_json(
             run_dir / "config.json",
             run_record(run.config, run.data, run.model, device, command, run.world_size),
         )
-        write_split(run_dir, run.data)
     if console and run.main:
         for note in run.data.messages:  # a class too small to split, a folder that changed
             print(f"resnets train: {note}", file=sys.stderr, flush=True)
