@@ -9,7 +9,7 @@
     python bench/folder_decode.py [--images 5000] [--json out.json]
 
 img/s is the training steps' throughput as `resnets train` reports it (summary.json); wall is the
-whole call, data loading and decoding included. All three use pad-crop + flip, batch 128, one
+whole call, data loading and decoding included. A discarded warm-up run comes first. All three use pad-crop + flip, batch 128, one
 process. The JPEGs come from ../shared/data/cifar10-jpg (or $RESNETS_SHARED_DATA).
 """
 
@@ -74,6 +74,9 @@ def main() -> None:
         (root / "test").rename(root / "val")
         runs = Path(tmp) / "runs"
         count = args.images + 500
+        # Discarded warm-up: the first run in a process pays one-off costs (thread pools, oneDNN
+        # primitives for each shape) that would otherwise land on whichever run comes first.
+        run("warm-up", runs, data="synthetic", synthetic_count=1000, val_split=200, input_size=32)
         rows["in-memory"] = run(
             "memory", runs, data="synthetic", synthetic_count=count, val_split=500, input_size=32
         )
