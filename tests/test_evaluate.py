@@ -1,6 +1,7 @@
 """evaluate(): top-1, top-5, loss and the confusion matrix against hand-computed values;
 evaluate_run and `resnets eval` against the eager model on the data's own tensors."""
 
+import json
 import math
 
 import pytest
@@ -87,3 +88,56 @@ def test_evaluate_run_writes_the_confusion_matrix_only_where_told_and_eval_puts_
     )
     assert lines[-1] == f"confusion matrix: {tmp_path / 'confusion_matrix.png'}"
     assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+def _three_class_weights(tmp_path):
+    """A small network of classes cat, dog, zebra, reading 16-px images as they are."""
+    from cifar_reference import randomize_bn_statistics
+    from resnets import create_model
+    from resnets.preprocess import Preprocess
+    from resnets.weights import WeightsMeta, save_weights
+
+    torch.manual_seed(5)
+    model = randomize_bn_statistics(create_model("basic:1-1-1:4-8-16", num_classes=3))
+    meta = WeightsMeta(model="basic:1-1-1:4-8-16", spec=model.spec.to_dict(), classes=["cat", "dog", "zebra"])
+    meta.preprocess = Preprocess(
+        (16, 16), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), source="trained on test"
+    )
+    return model, save_weights(model, tmp_path / "three.safetensors", meta)
+
+
+def test_eval_on_a_folder_of_class_folders_matches_classes_by_name_and_counts_the_confusion(
+    tmp_path, run_cli
+):
+    """DIR/zebra and DIR/cat (no train/val layout, no dog): every image is evaluated, 'zebra' is the
+    weights' class 2 although it is the folder listed second. The oracle: numpy preprocessing and
+    the eager model, counted by hand."""
+    import numpy as np
+    from PIL import Image
+
+    model, weights = _three_class_weights(tmp_path)
+    rng = np.random.default_rng(0)
+    expected = torch.zeros(3, 3, dtype=torch.int64)
+    mean, std = np.float32([0.5, 0.4, 0.3])[:, None, None], np.float32([0.2, 0.25, 0.3])[:, None, None]
+    for name, label in (("zebra", 2), ("cat", 0)):
+        (tmp_path / "test" / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "test" / name / f"{i}.png")
+            x = torch.from_numpy((pixels.transpose(2, 0, 1) / np.float32(255) - mean) / std)[None]
+            with torch.no_grad():
+                expected[label, int(model.eval()(x.float()).argmax())] += 1
+    code, out, err = run_cli("eval", weights, "--data", tmp_path / "test", "--json", "--device", "cpu")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["count"] == 12 and report["classes_matched_by"] == "name"
+    assert report["confusion"]["classes"] == ["cat", "dog", "zebra"]
+    assert report["confusion"]["counts"] == expected.tolist()
+    assert report["top1"] == pytest.approx(int(expected.diagonal().sum()) / 12)
+    assert report["per_class"]["dog"] is None
+
+    (tmp_path / "test" / "horse").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "test" / "horse" / "0.png")
+    code, _, err = run_cli("eval", weights, "--data", tmp_path / "test", "--device", "cpu")
+    assert code == 2 and err.count("\n") == 1
+    assert "horse" in err and "cat, dog, zebra" in err and "cat, horse, zebra" in err

@@ -156,6 +156,27 @@ def test_training_starts_from_the_given_weights_with_a_new_head(tmp_path):
         build_model(config.replace(reset_head=False), data)
 
 
+def test_train_with_weights_builds_the_network_the_file_names(tmp_path, run_cli):
+    """No --model: the run trains the file's network (not the default resnet20), says so in one
+    line and records it; the oracle is the file's own spec and tensors."""
+    torch.manual_seed(3)
+    source = create_model("basic:2-1-1:4-8-16")
+    path = save_weights(source, tmp_path / "start.safetensors")
+    run = tmp_path / "run"
+    args = ["train", "--weights", path, "--data", "synthetic", "--synthetic-count", "64"]
+    args += ["--synthetic-classes", "4", "--input-size", "8", "--epochs", "1", "--batch-size", "16"]
+    code, _, err = run_cli(*args, "--reset-head", "--out", run)
+    assert code == 0, err
+    assert [line for line in err.splitlines() if "--weights" in line] == [
+        f"resnets train: --weights {path} holds a basic:2-1-1:4-8-16: training that (not resnet20)"
+    ]
+    record = json.loads((run / "config.json").read_text())
+    assert record["config"]["model"] == "basic:2-1-1:4-8-16"
+    assert record["model"]["spec"]["depths"] == [2, 1, 1] and record["model"]["spec"]["num_classes"] == 4
+    _, meta = read_safetensors(run / "model.safetensors")
+    assert meta.spec["depths"] == [2, 1, 1]
+
+
 def test_summary_with_weights_checks_the_fit(run_cli, torchvision_resnet18):
     _, path = torchvision_resnet18
     code, out, _ = run_cli("summary", "resnet18", "--weights", path)

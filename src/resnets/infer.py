@@ -1,17 +1,17 @@
 """Classifying images with a trained network: `Classifier` (the API) and what `resnets predict` runs.
 
-A weights file carries its preprocessing (input size, resize size, mean/std, colour), so the
-same pixels reach the network as in training and evaluation: the shorter side resized, the
-centre cropped, grayscale for networks trained on one channel, normalised with the training
-statistics. The network itself runs through `resnets.optimize(mode="infer")`, the fast path
-(BN folded into the convolutions, channels-last; CUDA graphs on CUDA, a oneDNN Graph for fp32 on
-the CPU; `compile=False` runs it eagerly).
+A weights file carries its evaluation pipeline (a `Preprocess` record: input size, resize size or
+crop fraction, interpolation, mean/std, colour), and images go through
+`preprocess.eval_transform` of it, the one transform `resnets eval` uses too, so the same pixels
+reach the network as in evaluation. The network itself runs through
+`resnets.optimize(mode="infer")`, the fast path (BN folded into the convolutions, channels-last;
+CUDA graphs on CUDA, a oneDNN Graph for fp32 on the CPU; `compile=False` runs it eagerly).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -19,23 +19,17 @@ from typing import Any, NamedTuple
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
 from resnets.data.images import open_rgb, upright_rgb
 from resnets.errors import InputError, ResNetsError, WeightsError
 from resnets.gradcam import grad_cam
-from resnets.models.zoo import ZOO
+from resnets.preprocess import Normalize, Preprocess, eval_transform
 from resnets.runtime.optimize import optimize
-from resnets.text import shorten, size_hw
-from resnets.weights.format import WeightsMeta
+from resnets.text import shorten
+from resnets.weights.format import WeightsMeta, preprocess_of
 from resnets.weights.load import load_model
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
-
-# Beyond this aspect ratio the long side is cut (around the centre) before resizing: resizing a
-# 1x40000 strip to a 224 shorter side would allocate 9 gigapixels only to keep a 224x224 centre.
-MAX_ASPECT = 16
 
 
 class Prediction(NamedTuple):
@@ -96,12 +90,15 @@ class Classifier:
         compile: bool | None = None,
         workers: int | None = None,
         model: str | None = None,
+        preprocess: Preprocess | dict[str, Any] | None = None,
     ) -> None:
         """`model` names the network of a weights file that does not say (a torchvision, timm
-        or CIFAR-reproduction `.pth`); ImageNet and CIFAR-10 class names are then filled in."""
+        or CIFAR-reproduction `.pth`); ImageNet and CIFAR-10 class names are then filled in.
+        `preprocess` replaces the recorded pipeline (a Preprocess) or changes some of it (a dict
+        for `Preprocess.with_overrides`: mean, std, crop_pct, interpolation, ...)."""
 
         model, meta = load_model(weights_or_run, "cpu", model=model)
-        self._setup(model, meta, device, batch_size, precision, compile, workers)
+        self._setup(model, meta, device, batch_size, precision, compile, workers, preprocess)
 
     @classmethod
     def from_model(
@@ -114,10 +111,11 @@ class Classifier:
         precision: str = "fp32",
         compile: bool | None = None,
         workers: int | None = None,
+        preprocess: Preprocess | dict[str, Any] | None = None,
     ) -> Classifier:
         """A Classifier for a model already in memory (the model itself is left untouched)."""
         self = cls.__new__(cls)
-        self._setup(model, meta, device, batch_size, precision, compile, workers)
+        self._setup(model, meta, device, batch_size, precision, compile, workers, preprocess)
         return self
 
     def _setup(
@@ -129,6 +127,7 @@ class Classifier:
         precision: str,
         compile: bool | None,
         workers: int | None,
+        preprocess: Preprocess | dict[str, Any] | None = None,
     ) -> None:
 
         if batch_size < 1:
@@ -139,7 +138,11 @@ class Classifier:
         self.classes = class_names(meta, num_classes)
         self.batch_size = batch_size
         self.workers = workers or min(4, os.cpu_count() or 1)
-        self.transform = preprocessing(meta, spec.in_channels if spec is not None else 3)
+        if isinstance(preprocess, Preprocess):
+            self.preprocess_record = preprocess
+        else:
+            self.preprocess_record = preprocess_of(meta, spec).with_overrides(**(preprocess or {}))
+        self.transform = eval_transform(self.preprocess_record, spec.in_channels if spec is not None else 3)
         self.model = optimize(model, mode="infer", device=device, precision=precision, compile=compile)
         self.device = self.model.device
 
@@ -219,12 +222,7 @@ class Classifier:
 
     def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
         """A preprocessed (C, H, W) input back in 0..1: the picture the network saw."""
-        for step in getattr(self.transform, "transforms", []):
-            if isinstance(step, v2.Normalize):
-                mean = torch.tensor(step.mean).view(-1, 1, 1)
-                std = torch.tensor(step.std).view(-1, 1, 1)
-                return (x * std + mean).clamp(0, 1)
-        return x.clamp(0, 1)
+        return Normalize(self.preprocess_record, x.shape[-3]).inverse(x).clamp(0, 1)
 
     def top(self, probabilities: torch.Tensor, k: int) -> list[Prediction]:
         """The `k` largest of one image's probabilities as (label, probability), largest first."""
@@ -261,102 +259,6 @@ class Classifier:
 
 
 # --- preprocessing ------------------------------------------------------------------------------
-
-
-def preprocessing(meta: WeightsMeta, in_channels: int = 3) -> Callable[[Any], torch.Tensor]:
-    """The torchvision v2 pipeline the weights' metadata describes (an upright RGB PIL image or
-    an image tensor in, a normalised float tensor out).
-
-    With `resize_size`, the shorter side goes to it and the centre `input_size` is cropped (the
-    evaluation protocol of He et al. 2015, sec. 3.4: 256 then 224). Without, the shorter side
-    goes to `input_size` and the centre is cropped, which for the square images of CIFAR and
-    digits is the plain resize they were trained with, and never distorts other shapes.
-    Networks trained on grayscale (one input channel, or metadata colour "L") see grayscale.
-    """
-    height, width = input_hw(meta)
-    gray = in_channels == 1 or meta.extra.get("color") == "L"
-    steps: list[Callable] = [Luma(in_channels) if gray else v2.RGB()]
-    if meta.resize_size:
-        steps += [
-            CapAspect(MAX_ASPECT),
-            v2.Resize(int(meta.resize_size), antialias=True),
-            v2.CenterCrop([height, width]),
-        ]
-    elif height == width:
-        steps += [CapAspect(MAX_ASPECT), v2.Resize(height, antialias=True), v2.CenterCrop(height)]
-    else:
-        steps.append(v2.Resize([height, width], antialias=True))
-    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
-    mean, std = meta.mean, meta.std
-    if mean is None or std is None:
-        mean, std = _zoo_stats(meta.model)
-    if mean is not None and std is not None:
-        if len(mean) != in_channels and len(mean) == 1:
-            mean, std = list(mean) * in_channels, list(std) * in_channels
-        steps.append(v2.Normalize(list(mean), list(std)))
-    return v2.Compose(steps)
-
-
-class Luma:
-    """Grayscale by ITU-R 601-2 luma, as PIL's convert("L") computes it, for PIL images and image
-    tensors alike, with `channels` output channels.
-
-    torchvision's Grayscale weighs 0.2989 + 0.587 + 0.114 < 1 and truncates, so a gray pixel of a
-    uint8 tensor can come out one level darker than the same pixel read from a file; here a gray
-    image gives the same input whichever way it arrives.
-    """
-
-    def __init__(self, channels: int = 1) -> None:
-        self.channels = channels
-
-    def __call__(self, image: Any) -> Any:
-        if isinstance(image, Image.Image):
-            gray = image.convert("L")
-            return gray if self.channels == 1 else gray.convert("RGB")
-        if image.shape[-3] == 3:
-            r, g, b = image.unbind(-3)
-            if image.dtype == torch.uint8:
-                # PIL's fixed point: (R*19595 + G*38470 + B*7471 + 2**15) >> 16, weights summing to 2**16.
-                y = (r.int() * 19595 + g.int() * 38470 + b.int() * 7471 + 32768) >> 16
-                image = y.to(torch.uint8).unsqueeze(-3)
-            else:
-                image = (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
-        return image.expand(*image.shape[:-3], self.channels, *image.shape[-2:]).contiguous()
-
-
-class CapAspect:
-    """Cut the long side (around the centre) to `max_aspect` times the short side, so that
-    resizing an extreme strip keeps memory bounded; images within the ratio pass untouched."""
-
-    def __init__(self, max_aspect: float) -> None:
-        self.max_aspect = max_aspect
-
-    def __call__(self, image: Any) -> Any:
-        height, width = TF.get_size(image)
-        short = min(height, width)
-        longest = int(short * self.max_aspect)
-        if max(height, width) <= longest:
-            return image
-        return TF.center_crop(image, [min(height, longest), min(width, longest)])
-
-
-def input_hw(meta: WeightsMeta) -> tuple[int, int]:
-    """The network's input (H, W) in pixels: the metadata's, else its zoo model's own.
-
-    Raises WeightsError when neither says, InputError for a malformed recorded size."""
-    size = meta.input_size
-    if size is None:
-        info = ZOO.get(meta.model)
-        if info is None:
-            raise WeightsError(f"no input size in the metadata of this {meta.model!r} model")
-        size = info.input_size
-    return size_hw(size)
-
-
-def _zoo_stats(model: str) -> tuple[Sequence[float] | None, Sequence[float] | None]:
-
-    info = ZOO.get(model)
-    return (info.mean, info.std) if info is not None else (None, None)
 
 
 def class_names(meta: WeightsMeta, num_classes: int | None) -> list[str]:

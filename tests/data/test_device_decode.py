@@ -1,6 +1,7 @@
 """--decode-on-device: JPEGs decoded a batch at a time by torchvision.io.decode_jpeg in the main
-process (nvJPEG on CUDA; here the same code on the CPU) give exactly the batches the workers'
-PIL decoding gives, send everything else through PIL, and skip a damaged file by name."""
+process (nvJPEG on CUDA; here the same code on the CPU) give the batches the workers' PIL decoding
+gives (the same decoded pixels; resized by torchvision instead of PIL, which agrees to a level or
+two), send everything else through PIL, and skip a damaged file by name."""
 
 import shutil
 from pathlib import Path
@@ -59,7 +60,10 @@ def test_device_decoding_gives_the_workers_batches_and_skips_the_same_file(folde
     # RGB JPEGs (5 + 5, and the truncated one, tried again alone) went to the device decoder;
     # the grayscale and rotated JPEGs and the PNGs did not.
     assert len({d.data_ptr() for d in decoded}) >= 11 and len(decoded) >= 11
-    assert torch.equal(y_dev, y_pil) and torch.equal(x_dev, x_pil)
+    assert torch.equal(y_dev, y_pil)
+    # Back on the 0..255 scale: the two resizes of the same decoded pixels differ by a level or two.
+    levels = (x_dev - x_pil).abs() * torch.tensor(data.std).view(1, 3, 1, 1) * 255
+    assert levels.max() <= 3 and levels.mean() < 0.5, (levels.max(), levels.mean())
     assert skipped_dev == skipped_pil == [str(folder / "val" / "cat" / "truncated.jpg")]
 
 

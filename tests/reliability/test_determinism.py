@@ -65,9 +65,9 @@ def test_python_rng_state_saved_does_not_depend_on_what_the_process_imported_bef
 
     real = build.load_training_data
 
-    def load_drawing_like_an_import(config):
+    def load_drawing_like_an_import(config, *args):
         random.getrandbits(24)  # as rich's style module does when first imported
-        return real(config)
+        return real(config, *args)
 
     monkeypatch.setattr(build, "load_training_data", load_drawing_like_an_import)
     config = resolve_recipe(

@@ -68,7 +68,7 @@ def test_saved_weights_carry_what_predict_needs_and_score_what_the_summary_says(
     from sklearn.model_selection import train_test_split
 
     _, meta = read_safetensors(default_run.dir / "model.safetensors")
-    assert meta.classes == [str(i) for i in range(10)] and meta.extra["color"] == "L"
+    assert meta.classes == [str(i) for i in range(10)] and meta.preprocess.color == "L"
     model = create_model(resolve_spec(meta.model, in_channels=1))
     load_weights(model, default_run.dir / "model.safetensors")
     bunch = load_digits()

@@ -39,7 +39,15 @@ TINY_ARGS = [
     "--model", "basic:1-1-1:16-32-64", "--input-size", "8", "--val-split", "301",
     "--epochs", "4", "--warmup", "0", "--batch-size", "64", "--checkpoint-every-steps", "10",
 ]  # fmt: skip
-RUN_FILES = {"config.json", "metrics.csv", "curves.png", "model.safetensors", "summary.json", "checkpoint"}
+RUN_FILES = {
+    "config.json",
+    "split.json",
+    "metrics.csv",
+    "curves.png",
+    "model.safetensors",
+    "summary.json",
+    "checkpoint",
+}
 FAULT_CHILD = str(Path(__file__).resolve().parents[1] / "fault_child.py")  # kills a rank on purpose
 
 

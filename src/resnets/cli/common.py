@@ -7,8 +7,10 @@ import json
 from typing import Any
 
 from resnets.models.create import MODEL_OVERRIDES
+from resnets.preprocess import INTERPOLATIONS, Preprocess
 from resnets.runtime.device import PRECISIONS
 from resnets.text import parse_size
+from resnets.weights.sources import is_assumed
 
 EXIT_USAGE = 2
 
@@ -47,6 +49,56 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="start every residual branch at zero (last BN gamma = 0)",
     )
+
+
+def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
+    """--mean/--std/--crop-pct/--interpolation: set the evaluation pipeline where the weights'
+    recorded one is wrong or was assumed (a file of unknown origin)."""
+    group = parser.add_argument_group(
+        "preprocessing (default: what the weights record, or their source's; see docs/weights.md)"
+    )
+    group.add_argument("--mean", type=float_list, metavar="R,G,B", help="per-channel mean on 0..1 pixels")
+    group.add_argument("--std", type=float_list, metavar="R,G,B", help="per-channel std on 0..1 pixels")
+    group.add_argument(
+        "--crop-pct",
+        type=float,
+        metavar="F",
+        help="centre-crop fraction (timm's crop_pct): the shorter side is resized to input size / F, "
+        "e.g. 0.875 (224 of 256); 1 resizes to the input size itself",
+    )
+    group.add_argument(
+        "--interpolation",
+        choices=list(INTERPOLATIONS),
+        help="resize interpolation (torchvision: bilinear; timm's ResNets: mostly bicubic)",
+    )
+
+
+def preprocess_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The preprocessing flags the user set, for Preprocess.with_overrides."""
+    keys = ("mean", "std", "crop_pct", "interpolation", "input_size", "resize_size")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def assumed_note(prog: str, record: Preprocess, what: str) -> str | None:
+    """The one line saying which pipeline is assumed for weights of unknown origin (None when
+    the weights or their source say)."""
+    if not is_assumed(record):
+        return None
+    return (
+        f"{prog}: note: {what} does not say how its images were preprocessed; assuming "
+        f"{record.describe()} (set --mean/--std/--crop-pct/--interpolation to change it)"
+    )
+
+
+def float_list(text: str) -> list[float]:
+    """'0.5,0.5,0.5' -> [0.5, 0.5, 0.5], with argparse's one-line usage error otherwise."""
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return values
 
 
 def add_weights_options(parser: argparse.ArgumentParser, what: str) -> None:

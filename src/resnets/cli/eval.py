@@ -6,8 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from resnets.cli.common import add_inference_options, add_model_options, model_overrides, print_json
+from resnets.cli.common import (
+    add_inference_options,
+    add_model_options,
+    add_preprocess_options,
+    assumed_note,
+    model_overrides,
+    preprocess_overrides,
+    print_json,
+)
 from resnets.evaluate import evaluate_run
+from resnets.preprocess import Preprocess
 from resnets.text import shorten
 
 
@@ -17,9 +26,20 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
         help="evaluate a trained run or weights file: top-1, top-5, loss, per-class accuracy, confusion matrix",
         description=(
             "Evaluate RUN_DIR's model.safetensors (or a weights file) on its run's validation split, "
-            "or on --data. Prints top-1, top-5, loss and per-class accuracy, and writes "
+            "or on --data. A folder of class folders (DIR/<class>/*.jpg) is evaluated whole (its "
+            "val/ part for a train/val layout), its classes matched to the weights' class names by "
+            "name. Images go through the preprocessing the weights record (their source's, for a "
+            "foreign file). Prints top-1, top-5, loss and per-class accuracy, and writes "
             "confusion_matrix.png (into the run directory unless --out)."
         ),
+        epilog=(
+            "examples:\n"
+            "  resnets eval runs/resnet20-digits-20261123-134932\n"
+            "  resnets eval r20.safetensors --data cifar10-jpg/test --json\n"
+            "  resnets eval resnet20-12fca82f.th --model resnet20 --data cifar10-jpg/test\n"
+            "  resnets eval mine.pth --model resnet50 --data val/ --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "path",
@@ -36,6 +56,12 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="images per batch (default: the run's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
     p.add_argument("--workers", type=int, help="DataLoader workers for image folders")
+    p.add_argument(
+        "--accept-changed-data",
+        action="store_true",
+        help="evaluate a run although its data folder changed since it was made: the recorded "
+        "validation files that remain (default: refuse, naming how many files were added and removed)",
+    )
     add_inference_options(p)
     p.add_argument(
         "--out",
@@ -44,8 +70,10 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--json",
         action="store_true",
-        help="print JSON (top1, top5, loss, count, per_class, confusion_matrix)",
+        help="print JSON (top1, top5, loss, count, per_class, confusion {classes, counts[true][predicted]}, "
+        "preprocess, confusion_matrix)",
     )
+    add_preprocess_options(p)
     add_model_options(p)
     p.set_defaults(func=run_eval)
 
@@ -64,10 +92,17 @@ def run_eval(args: argparse.Namespace) -> int:
         precision=args.precision,
         compile=args.compile,
         progress=True,  # on a terminal only
+        preprocess=preprocess_overrides(args),
+        accept_changed_data=args.accept_changed_data,
         **model_overrides(args),
     )
     if "weights_note" in report:
         print(f"resnets eval: note: {report['weights_note']}", file=sys.stderr)
+    for line in report.get("notes", []):
+        print(f"resnets eval: {line}", file=sys.stderr)
+    note = assumed_note("resnets eval", Preprocess.from_dict(report["preprocess"]), report["weights"])
+    if note and not preprocess_overrides(args):
+        print(note, file=sys.stderr)
     if args.json:
         print_json(report)
         return 0

@@ -10,7 +10,13 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from resnets.cli.common import add_inference_options, positive_int
+from resnets.cli.common import (
+    add_inference_options,
+    add_preprocess_options,
+    assumed_note,
+    positive_int,
+    preprocess_overrides,
+)
 from resnets.data.walk import ImageWalker, Skipped, describe_skipped
 from resnets.errors import InputError
 from resnets.infer import Classifier, FileResult
@@ -23,7 +29,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         help="classify image files and folders with a trained run or weights file",
         description=(
             "Classify images with the network in WEIGHTS_OR_RUN, preprocessed as its metadata says "
-            "(resize, centre crop, grayscale for one-channel networks, mean/std). Reads JPEG, PNG, "
+            "(resize, centre crop, grayscale for one-channel networks, mean/std; an image already at "
+            "the input size is used as it is; a foreign file gets its source's pipeline). Reads JPEG, PNG, "
             "WebP, BMP, TIFF and GIF in any mode (grayscale, palette, RGBA, CMYK, 16-bit) and honours "
             "EXIF orientation. Folders are walked recursively (sorted; hidden files and files not "
             "named as images are passed over and listed on stderr; links followed, each file once) "
@@ -49,6 +56,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
     add_inference_options(p)
+    add_preprocess_options(p)
     p.add_argument(
         "--json",
         action="store_true",
@@ -74,9 +82,13 @@ def run_predict(args: argparse.Namespace) -> int:
         precision=args.precision,
         compile=args.compile,
         model=args.model,
+        preprocess=preprocess_overrides(args),
     )
     if note := checkpoint_note(classifier.meta):  # an unfinished run: say which weights these are
         print(f"resnets predict: note: {note}", file=sys.stderr)
+    note = assumed_note("resnets predict", classifier.preprocess_record, args.weights)
+    if note and not preprocess_overrides(args):
+        print(note, file=sys.stderr)
     if passed_over:  # after the last usage error, which is the only line then
         print(f"resnets predict: passed over {describe_skipped(passed_over)}", file=sys.stderr)
     width = max(len(str(f)) for f in files)

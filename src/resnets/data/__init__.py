@@ -6,6 +6,6 @@ batches on the training device (tensor-resident for small datasets, a DataLoader
 
 from resnets.data.datasets import ImageData, Split
 from resnets.data.loaders import make_loader
-from resnets.data.registry import load_data
+from resnets.data.registry import load_data, load_eval_data
 
-__all__ = ["ImageData", "Split", "load_data", "make_loader"]
+__all__ = ["ImageData", "Split", "load_data", "load_eval_data", "make_loader"]

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from resnets.data.datasets import ImageData, Split, channel_stats, split_indices, subset
+from resnets.data.datasets import ImageData, Split, channel_stats, subset
+from resnets.data.split import Earlier, check_val_split, own_split, split_tensors
 from resnets.errors import DataError
 
 # name -> (its folder inside data_dir, the torchvision dataset class that knows its URL and checksum)
@@ -169,10 +170,16 @@ def _download(name: str, tv_class: str, data_dir: Path) -> None:
 
 
 def load_cifar(
-    root: Path | None, *, input_size: int | None = None, val_split: float | None = None, split_seed: int = 0
+    root: Path | None,
+    *,
+    input_size: int | None = None,
+    val_split: float | None = None,
+    split_seed: int = 0,
+    earlier: Earlier | None = None,
 ) -> ImageData:
     """CIFAR's training batches as the training split; the test batch as validation, unless
-    `val_split` holds out part of the training data instead (the paper's 45k/5k, sec. 4.2)."""
+    `val_split` holds out part of the training data instead (the paper's 45k/5k, sec. 4.2); a
+    run's `earlier` split is re-applied (and the data checked to be the one it was made on)."""
     layout = _layout(root) if root is not None else None
     if layout is None:
         raise DataError(f"{root}: not a CIFAR-10 or CIFAR-100 python folder")
@@ -184,9 +191,31 @@ def load_cifar(
     for split in (train, test):
         if int(split.labels.max()) >= len(classes) or int(split.labels.min()) < 0:
             raise DataError(f"{root}: labels outside the {len(classes)} classes of {meta_file}")
+    check_val_split(val_split)
+    name = "cifar10" if len(classes) == 10 else "cifar100"
     if val_split:
-        train_idx, val_idx = split_indices(train.labels, val_split, split_seed)
+        assert train.images is not None
+        train_idx, val_idx, record, messages = split_tensors(
+            train.labels,
+            train.images,
+            classes,
+            val_split,
+            split_seed,
+            earlier=earlier,
+            name=f"{name} in {root}",
+        )
         train, test = subset(train, train_idx), subset(train, val_idx)
+    else:
+        assert train.images is not None and test.images is not None
+        record, messages = own_split(
+            train.labels,
+            train.images,
+            test.labels,
+            test.images,
+            classes,
+            earlier=earlier,
+            name=f"{name} in {root}",
+        )
     size = input_size or 32
     if size != 32:
         from torchvision.transforms.v2 import functional as TF
@@ -195,7 +224,7 @@ def load_cifar(
         test.images = TF.resize(test.images, [size, size], antialias=True)
     mean, std = channel_stats(train.images)
     return ImageData(
-        name="cifar10" if len(classes) == 10 else "cifar100",
+        name=name,
         classes=classes,
         train=train,
         val=test,
@@ -203,6 +232,8 @@ def load_cifar(
         std=std,
         input_size=size,
         notes={"color": "RGB", "source": str(root)},
+        split=record,
+        messages=messages,
     )
 
 

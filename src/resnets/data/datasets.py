@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from resnets.data.split import SplitRecord, hold_out
 from resnets.data.walk import Skipped
-from resnets.errors import DataError
+from resnets.preprocess import Preprocess
 
 
 @dataclass
@@ -37,7 +38,9 @@ class ImageData:
     `input_size` is the training resolution; `resize_size` (folders only) is the shorter side an
     evaluation image is resized to before the centre crop. `mean`/`std` are per channel, on the
     0..1 scale, measured on the training split unless the dataset has published ones.
-    `passed_over` (folders only) is what the walk over the folders left out, and why.
+    `passed_over` (folders only) is what the walk over the folders left out, and why. `split`
+    is the record of how train and val were made (split.py), which a run writes to split.json;
+    `messages` are one-line notes for the user (a class too small to split, a changed folder).
     """
 
     name: str
@@ -51,10 +54,26 @@ class ImageData:
     resize_size: int | None = None
     notes: dict[str, str] = field(default_factory=dict)
     passed_over: list[Skipped] = field(default_factory=list)
+    split: SplitRecord | None = None
+    messages: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def preprocess(self) -> Preprocess:
+        """The evaluation pipeline of this data as trained on: images fitted to `input_size`
+        (shorter side to `resize_size` and the centre cropped, when set; as they are at the input
+        size), normalised with `mean`/`std`. What a run records in its weights."""
+        size = self.input_size
+        return Preprocess(
+            input_size=(size, size),
+            resize_size=self.resize_size,
+            mean=tuple(self.mean),
+            std=tuple(self.std),
+            color="L" if self.notes.get("color") == "L" else "RGB",
+            source=f"trained on {self.name}",
+        )
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -64,25 +83,11 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 
 def split_indices(labels: torch.Tensor, val: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed, stratified train/val split: `val` is a fraction (< 1) or a count of held-out images.
-
-    Stratified so every class keeps its share in both parts; `seed` fixes it across runs, so a
-    run, its resume and a later `resnets eval` all see the same held-out images.
-    """
-    from sklearn.model_selection import train_test_split
-
-    n = int(labels.shape[0])
-    size = float(val) if val < 1 else int(val)
-    if size <= 0 or (isinstance(size, int) and size >= n):
-        raise DataError(f"validation split {val} leaves no images to train on (dataset has {n})")
-    index = torch.arange(n).numpy()
-    counts = torch.bincount(labels)
-    stratify = labels.numpy() if counts[counts > 0].min() >= 2 else None
-    try:
-        train, held = train_test_split(index, test_size=size, stratify=stratify, random_state=seed)
-    except ValueError as exc:
-        raise DataError(f"cannot hold out {val} of {n} images for validation: {exc}") from None
-    return torch.as_tensor(sorted(train)), torch.as_tensor(sorted(held))
+    """A fixed, stratified train/val split (split.hold_out): `val` is a fraction (< 1) or a count
+    of held-out images; the same `seed` gives the same split. Returns sorted index tensors."""
+    classes = [str(c) for c in range(int(labels.max()) + 1)] if len(labels) else []
+    plan = hold_out(labels, val, seed, classes)
+    return plan.train, plan.val
 
 
 def subset(split: Split, index: torch.Tensor) -> Split:

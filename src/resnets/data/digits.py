@@ -10,16 +10,31 @@ from __future__ import annotations
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from resnets.data.datasets import ImageData, Split, channel_stats, split_indices, subset
+from resnets.data.datasets import ImageData, Split, channel_stats, subset
+from resnets.data.split import Earlier, split_tensors
+from resnets.errors import DataError
 
 DIGITS_SIZE = 16
 DIGITS_VAL_SPLIT = 0.2
 
 
 def load_digits_data(
-    *, input_size: int | None = None, val_split: float | None = None, split_seed: int = 0
+    *,
+    input_size: int | None = None,
+    val_split: float | None = None,
+    split_seed: int = 0,
+    earlier: Earlier | None = None,
 ) -> ImageData:
+    """The digits at `input_size` (default 16), `val_split` of them held out (default 20%,
+    stratified; 0 is refused: digits has no validation part of its own), or a run's `earlier`
+    split re-applied."""
     from sklearn.datasets import load_digits
+
+    if val_split == 0:
+        raise DataError(
+            "--val-split 0 holds out nothing, and digits has no validation part of its own; leave "
+            f"--val-split unset ({DIGITS_VAL_SPLIT:.0%} held out) or give a fraction or a count"
+        )
 
     bunch = load_digits()
     size = input_size or DIGITS_SIZE
@@ -30,12 +45,22 @@ def load_digits_data(
     images = images.round_().clamp_(0, 255).to(torch.uint8)
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)
     whole = Split(labels=labels, images=images)
-    train_idx, val_idx = split_indices(labels, val_split or DIGITS_VAL_SPLIT, split_seed)
+    classes = [str(d) for d in range(10)]
+    val = DIGITS_VAL_SPLIT if val_split is None else val_split
+    train_idx, val_idx, record, messages = split_tensors(
+        labels,
+        images,
+        classes,
+        val,
+        split_seed,
+        earlier=earlier,
+        name="digits",
+    )
     train, val = subset(whole, train_idx), subset(whole, val_idx)
     mean, std = channel_stats(train.images)
     return ImageData(
         name="digits",
-        classes=[str(d) for d in range(10)],
+        classes=classes,
         train=train,
         val=val,
         mean=mean,
@@ -43,4 +68,6 @@ def load_digits_data(
         input_size=size,
         in_channels=1,
         notes={"color": "L", "source": "sklearn.datasets.load_digits (white ink on black, 8x8)"},
+        split=record,
+        messages=messages,
     )

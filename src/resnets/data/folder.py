@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resnets.data.datasets import ImageData, Split, split_indices, subset
+from resnets.data.datasets import ImageData, Split
 from resnets.data.device_decode import device_ready_jpeg
 from resnets.data.images import IMAGE_EXTENSIONS, open_rgb
-from resnets.data.transforms import eval_resize, folder_eval_transform
+from resnets.data.split import Earlier, check_val_split, split_files
+from resnets.data.transforms import eval_resize
 from resnets.data.walk import ImageWalker
 from resnets.errors import DataError
+from resnets.preprocess import Preprocess, eval_transform
 
 VAL_NAMES = ("val", "validation", "test")
 STATS_SAMPLE = 256
@@ -66,10 +68,21 @@ def list_images(
 
 
 def load_folder(
-    root: Path, *, input_size: int, val_split: float | None = None, split_seed: int = 0
+    root: Path,
+    *,
+    input_size: int,
+    val_split: float | None = None,
+    split_seed: int = 0,
+    earlier: Earlier | None = None,
 ) -> ImageData:
     """An ImageFolder root with train/ and val/ (val/ may lack classes, never add them), or one
-    folder of class folders split by `val_split`."""
+    folder of class folders split by `val_split` (split.py: stratified, classes of one image kept
+    in training). A run's `earlier` split (its split.json) is re-applied by file name; a folder
+    whose files changed since is refused, naming how many were added and removed, unless accepted.
+
+    Raises DataError for a folder that cannot be trained on (no classes, an empty class, no
+    validation part, a bad `val_split`)."""
+    check_val_split(val_split)
     train_root = root / "train" if (root / "train").is_dir() else root
     val_root = (
         next((root / n for n in VAL_NAMES if (root / n).is_dir()), None) if train_root != root else None
@@ -77,22 +90,40 @@ def load_folder(
     classes = find_classes(train_root)
     walker = ImageWalker()  # one for both splits: a file linked into val and train counts once
     files, labels = list_images(train_root, classes, walker)
-    train = Split(labels=torch.as_tensor(labels), files=files)
-    if val_split:
-        train_idx, val_idx = split_indices(train.labels, val_split, split_seed)
-        train, val = subset(train, train_idx), subset(train, val_idx)
-    elif val_root is not None:
+    val_files: list[str] = []
+    val_labels: torch.Tensor | None = None
+    if not val_split:
+        if val_root is None:
+            zero = "--val-split 0 holds out nothing, and " if val_split == 0 else ""
+            raise DataError(
+                f"{zero}{root}: no validation data; add {root}/val/<class>/... next to train/, or pass "
+                "--val-split 0.1"
+            )
         val_classes = find_classes(val_root)
         extra = sorted(set(val_classes) - set(classes))
         if extra:
             raise DataError(f"{val_root}: class(es) {', '.join(extra)} are not in {train_root}")
-        val_files, val_labels = list_images(val_root, val_classes, walker)
+        val_files, val_index = list_images(val_root, val_classes, walker)
         remap = [classes.index(c) for c in val_classes]
-        val = Split(labels=torch.as_tensor([remap[i] for i in val_labels]), files=val_files)
-    else:
-        raise DataError(
-            f"{root}: no validation data; add {root}/val/<class>/... next to train/, or pass --val-split 0.1"
-        )
+        val_labels = torch.as_tensor([remap[i] for i in val_index], dtype=torch.int64)
+    label_tensor = torch.as_tensor(labels, dtype=torch.int64)
+    train_pos, val_pos, record, messages = split_files(
+        root,
+        files,
+        label_tensor,
+        classes,
+        val_split,
+        split_seed,
+        val_files=val_files,
+        val_labels=val_labels,
+        earlier=earlier,
+    )
+    everything = [*files, *val_files]
+    every_label = torch.cat([label_tensor, val_labels]) if val_labels is not None else label_tensor
+    train = Split(labels=every_label[train_pos], files=[everything[i] for i in train_pos])
+    val = Split(labels=every_label[val_pos], files=[everything[i] for i in val_pos])
+    if len(train) == 0 or len(val) == 0:
+        raise DataError(f"{root}: {len(train)} training and {len(val)} validation images; both need some")
     resize = eval_resize(input_size)
     mean, std = estimate_stats(train.files, input_size, resize)
     return ImageData(
@@ -106,13 +137,48 @@ def load_folder(
         resize_size=resize,
         notes={"color": "RGB", "source": str(root)},
         passed_over=walker.skipped,
+        split=record,
+        messages=messages,
+    )
+
+
+def load_test_folder(root: Path, preprocess: Preprocess) -> ImageData:
+    """Every image under a folder of class folders, to evaluate on: ROOT/<class>/..., or its
+    val/ (validation/, test/) part when ROOT is a train/val layout. No split, no statistics: the
+    weights' `preprocess` says how to read them (its input size and normalisation).
+
+    Raises DataError for a folder without class folders or with an empty class."""
+    part = next((root / n for n in VAL_NAMES if (root / n).is_dir()), None)
+    if part is None and (root / "train").is_dir():
+        raise DataError(f"{root}: has train/ but no val/ (validation/, test/) folder to evaluate on")
+    folder = part or root
+    classes = find_classes(folder)
+    walker = ImageWalker()
+    files, labels = list_images(folder, classes, walker)
+    height, width = preprocess.input_size
+    channels = len(preprocess.mean) if preprocess.mean is not None else 3
+    return ImageData(
+        name=f"{root.resolve().name}" + (f"/{folder.name}" if part is not None else ""),
+        classes=classes,
+        train=Split(labels=torch.empty(0, dtype=torch.int64), files=[]),
+        val=Split(labels=torch.as_tensor(labels, dtype=torch.int64), files=files),
+        mean=preprocess.mean or (0.0,) * channels,
+        std=preprocess.std or (1.0,) * channels,
+        input_size=height,
+        resize_size=preprocess.resize_size,
+        notes={"color": preprocess.color, "source": str(folder)},
+        passed_over=walker.skipped,
     )
 
 
 def estimate_stats(files: list[str], size: int, resize: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean/std of up to STATS_SAMPLE training images (a fixed sample), as evaluated."""
 
-    transform = folder_eval_transform(size, resize, mean=None, std=None)
+    fitted = eval_transform(Preprocess((size, size), resize_size=resize), normalize=False)
+
+    def transform(image):
+        return fitted(image).float().div_(255)
+
     pick = np.random.default_rng(0).permutation(len(files))[:STATS_SAMPLE]
     batch = []
     for i in sorted(pick.tolist()):

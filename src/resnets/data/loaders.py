@@ -19,12 +19,8 @@ from resnets.data.datasets import ImageData, Split
 from resnets.data.device_decode import decode_batch
 from resnets.data.folder import FolderDataset, collate_skipping
 from resnets.data.seeds import mix_seed
-from resnets.data.transforms import (
-    check_tensor_augment,
-    folder_eval_transform,
-    folder_train_transform,
-    normalize,
-)
+from resnets.data.transforms import check_tensor_augment, folder_train_transform, normalize
+from resnets.preprocess import Preprocess, eval_transform, normalize_batch
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -73,13 +69,17 @@ class TensorLoader:
         device: torch.device | str = "cpu",
         rank: int = 0,
         world_size: int = 1,
+        preprocess: Preprocess | None = None,
     ) -> None:
+        """`preprocess`, when given, normalises instead of `mean`/`std` (eval_transform's
+        normalisation, per channel or per pixel)."""
         if train:
             check_tensor_augment(augment)
         assert split.images is not None
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.preprocess = preprocess
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.pad = pad if train and augment == "pad-crop" else 0
         self.flip = flip and train
@@ -114,7 +114,11 @@ class TensorLoader:
         for b in range(skip, len(self)):
             at = positions[b * size : (b + 1) * size]
             index = order[at].to(self.images.device, non_blocking=True)
-            x = normalize(self.images[index], self.mean, self.std)
+            images = self.images[index]
+            if self.preprocess is not None:
+                x = normalize_batch(self.preprocess, images)
+            else:
+                x = normalize(images, self.mean, self.std)
             if self.pad or self.flip:
                 x = crop_flip(x, top[at], left[at], flips[at], self.pad)
             yield x, self.labels[index]
@@ -214,10 +218,16 @@ def make_loader(
     rank: int = 0,
     world_size: int = 1,
     decode_on_device: bool = False,
+    preprocess: Preprocess | None = None,
 ) -> TensorLoader | FolderLoader:
-    """The loader for `data.train` (which='train', augmented, shuffled) or `data.val`."""
+    """The loader for `data.train` (which='train', augmented, shuffled) or `data.val`.
+
+    Validation batches go through the evaluation pipeline `preprocess` (default: the data's own,
+    `data.preprocess()`; `resnets eval` passes the weights' record): `eval_transform` for files,
+    its normalisation for in-memory images, which are at the input size already."""
     train = which == "train"
     split = data.train if train else data.val
+    record = preprocess if preprocess is not None else data.preprocess()
     if split.in_memory:
         return TensorLoader(
             split,
@@ -232,15 +242,20 @@ def make_loader(
             device=device,
             rank=rank,
             world_size=world_size,
+            preprocess=None if train else record,
         )
     if train:
         transform = folder_train_transform(
-            augment, data.input_size, pad=pad, flip=flip, mean=data.mean, std=data.std
+            augment,
+            data.input_size,
+            pad=pad,
+            flip=flip,
+            mean=data.mean,
+            std=data.std,
+            resize_size=data.resize_size,
         )
     else:
-        transform = folder_eval_transform(
-            data.input_size, data.resize_size or data.input_size, mean=data.mean, std=data.std, crops=crops
-        )
+        transform = eval_transform(record, data.in_channels, crops=crops)
     return FolderLoader(
         split,
         transform,

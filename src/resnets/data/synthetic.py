@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from resnets.data.datasets import ImageData, Split, channel_stats, split_indices, subset
+from resnets.data.datasets import ImageData, Split, channel_stats, subset
+from resnets.data.split import Earlier, split_tensors
 from resnets.errors import DataError
 
 
@@ -30,19 +31,44 @@ def make_synthetic(count: int, classes: int, size: int, seed: int = 0) -> Split:
 
 
 def load_synthetic(
-    *, count: int, classes: int, input_size: int, val_split: float | None, split_seed: int = 0
+    *,
+    count: int,
+    classes: int,
+    input_size: int,
+    val_split: float | None,
+    split_seed: int = 0,
+    earlier: Earlier | None = None,
 ) -> ImageData:
+    """`count` synthetic images of `classes` classes, `val_split` held out (default 20%; 0 is
+    refused: there is no other validation part), or a run's `earlier` split re-applied."""
+    if val_split == 0:
+        raise DataError(
+            "--val-split 0 holds out nothing, and synthetic data has no validation part of its own; "
+            "leave --val-split unset (20% held out) or give a fraction or a count"
+        )
     whole = make_synthetic(count, classes, input_size)
-    train_idx, val_idx = split_indices(whole.labels, val_split or 0.2, split_seed)
+    names = [f"class{i}" for i in range(classes)]
+    assert whole.images is not None
+    train_idx, val_idx, record, messages = split_tensors(
+        whole.labels,
+        whole.images,
+        names,
+        0.2 if val_split is None else val_split,
+        split_seed,
+        earlier=earlier,
+        name="synthetic data",
+    )
     train, val = subset(whole, train_idx), subset(whole, val_idx)
     mean, std = channel_stats(train.images)
     return ImageData(
         name="synthetic",
-        classes=[f"class{i}" for i in range(classes)],
+        classes=names,
         train=train,
         val=val,
         mean=mean,
         std=std,
         input_size=input_size,
         notes={"color": "RGB"},
+        split=record,
+        messages=messages,
     )

@@ -1,9 +1,11 @@
-"""Augmentation and normalisation: batched tensor ops for in-memory data, torchvision v2 for files.
+"""Training augmentation and normalisation: batched tensor ops for in-memory data, torchvision v2
+for files.
 
 In-memory data is augmented a whole batch at a time on the device it lives on (one gather per
 batch instead of per-sample Python), with offsets drawn from a seeded generator, so a batch is a
 function of (seed, epoch, batch index) on any device. Folder images go through torchvision v2
-pipelines in DataLoader workers.
+pipelines in DataLoader workers. Evaluation has one pipeline for everything, built from a
+`Preprocess` record: resnets.preprocess.eval_transform.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from torchvision.transforms import v2
 
 from resnets.errors import DataError
+from resnets.preprocess import FitCrop, Preprocess
 
 AUGMENTS = ("pad-crop", "resized-crop", "scale", "none")
 TENSOR_AUGMENTS = ("pad-crop", "none")
@@ -48,57 +51,37 @@ def check_tensor_augment(augment: str) -> None:
 
 
 def folder_train_transform(
-    augment: str, size: int, *, pad: int, flip: bool, mean: Sequence[float], std: Sequence[float]
+    augment: str,
+    size: int,
+    *,
+    pad: int,
+    flip: bool,
+    mean: Sequence[float],
+    std: Sequence[float],
+    resize_size: int | None = None,
 ) -> Callable:
     """Training pipeline for decoded RGB images.
 
-    pad-crop: resize + centre crop to `size`, then a padded random crop (the CIFAR recipe);
+    pad-crop: the image fitted to `size` (shorter side resized to it and the centre cropped, an
+    image already at `size` left as it is), then a padded random crop (the CIFAR recipe, sec. 4.2);
     resized-crop: Inception-style random-resized crop (the modern recipe);
     scale: the paper's ImageNet scale augmentation (sec. 3.4): the shorter side resized to a
-    random length in [256, 480] (for a 224 crop; scaled with `size`), then a random crop.
+    random length in [256, 480] (for a 224 crop; scaled with `size`), then a random crop;
+    none: the evaluation pipeline (shorter side to `resize_size`, centre crop; as is at `size`).
     """
     if augment not in AUGMENTS:
         raise DataError(f"unknown augment {augment!r}; use one of {', '.join(AUGMENTS)}")
-    resize = eval_resize(size)
     steps: list[Callable] = [v2.ToImage()]
     if augment == "pad-crop":
-        steps += [v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.RandomCrop(size, padding=pad)]
+        steps += [FitCrop(Preprocess((size, size))), v2.RandomCrop(size, padding=pad)]
     elif augment == "resized-crop":
         steps += [v2.RandomResizedCrop(size, antialias=True)]
     elif augment == "scale":
         low, high = round(size * 256 / 224), round(size * 480 / 224)
         steps += [v2.RandomShortestSize(list(range(low, high + 1)), antialias=True), v2.RandomCrop(size)]
     else:
-        steps += [v2.Resize(resize, antialias=True), v2.CenterCrop(size)]
+        steps.append(FitCrop(Preprocess((size, size), resize_size=resize_size)))
     if flip:
         steps.append(v2.RandomHorizontalFlip())
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     return v2.Compose(steps)
-
-
-def folder_eval_transform(
-    size: int,
-    resize: int,
-    *,
-    mean: Sequence[float] | None,
-    std: Sequence[float] | None,
-    crops: int = 1,
-) -> Callable:
-    """Evaluation pipeline: shorter side to `resize`, then the centre crop (crops=1) or the four
-    corners and centre plus their mirror images (crops=10, the paper's 10-crop testing, sec. 3.4),
-    stacked as (10, C, H, W)."""
-    steps: list[Callable] = [v2.ToImage(), v2.Resize(resize, antialias=True)]
-    if crops == 10:
-        steps += [v2.TenCrop(size), _stack]
-    elif crops == 1:
-        steps.append(v2.CenterCrop(size))
-    else:
-        raise DataError(f"eval crops must be 1 or 10, got {crops}")
-    steps.append(v2.ToDtype(torch.float32, scale=True))
-    if mean is not None and std is not None:
-        steps.append(v2.Normalize(list(mean), list(std)))
-    return v2.Compose(steps)
-
-
-def _stack(crops: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.stack(list(crops))

@@ -13,7 +13,10 @@ import torch
 from torch import nn
 
 from resnets.data import ImageData, load_data, make_loader
+from resnets.data.decode import decode_in_memory, default_budget, parse_bytes, should_decode
+from resnets.data.split import Earlier, SplitRecord
 from resnets.models.create import create_model, resolve_spec
+from resnets.models.spec import ResNetSpec
 from resnets.models.zoo import default_input_size
 from resnets.train import distributed, ranks
 from resnets.train.config import TrainConfig
@@ -23,7 +26,7 @@ from resnets.train.guards import LossGuard
 from resnets.train.preflight import check_trainable, min_micro_batch
 from resnets.train.schedule import Schedule
 from resnets.train.step import TrainStep, build_step
-from resnets.weights.load import load_weights
+from resnets.weights.load import load_weights, read_meta
 
 
 @dataclass
@@ -96,8 +99,11 @@ def build_run(config: TrainConfig, run_dir: Path, device: torch.device) -> Run:
     make a run, before anything is written.
     """
     world = ranks.world_size()
-    data = load_training_data(config)
-    notes: list[str] = []
+    config, note = with_the_weights_model(config)
+    data = in_memory_if_it_fits(config, load_training_data(config, run_dir), device)
+    if note:
+        data.messages.insert(0, note)
+    notes: list[str] = list(data.messages)  # a class too small to split, a folder that changed
     model = build_model(config, data, notes)
     micro_batch = check_trainable(config, data, model, world)
     min_batch = 1 if data.train.in_memory else min_micro_batch(config, data, model)
@@ -138,10 +144,18 @@ def build_run(config: TrainConfig, run_dir: Path, device: torch.device) -> Run:
     )
 
 
-def load_training_data(config: TrainConfig) -> ImageData:
+def load_training_data(config: TrainConfig, run_dir: Path | None = None) -> ImageData:
     """The data `config` trains on, with its held-out split: what `train` loads, and what
     `resnets eval RUN_DIR` loads again to evaluate on the run's own validation images (pass
-    `config.replace(data_dir=..., download=False)` to read it from elsewhere)."""
+    `config.replace(data_dir=..., download=False)` to read it from elsewhere).
+
+    For a run directory that holds a run (`run_dir`: a resume, a restart, an evaluation), the
+    split is the one recorded in its split.json, not derived again; data that changed since is
+    refused unless `config.accept_changed_data`. A run from before splits were recorded gets its
+    split derived as that version did."""
+    earlier = None
+    if run_dir is not None and (run_dir / "config.json").is_file():  # a run that exists already
+        earlier = Earlier(SplitRecord.read(run_dir), accept_changed=config.accept_changed_data)
     return load_data(
         config.data,
         input_size=config.input_size,
@@ -151,17 +165,61 @@ def load_training_data(config: TrainConfig) -> ImageData:
         download=config.download,
         synthetic_count=config.synthetic_count,
         synthetic_classes=config.synthetic_classes,
-        default_size=default_input_size(resolve_spec(config.model)),
+        default_size=default_input_size(weights_spec(config) or resolve_spec(config.model)),
+        earlier=earlier,
     )
+
+
+def in_memory_if_it_fits(config: TrainConfig, data: ImageData, device: torch.device) -> ImageData:
+    """`data` decoded into memory (data/decode.py) when --decode-in-memory says so and it fits
+    --memory-budget, else as it is; a folder of small images that does not fit says why in
+    `messages`."""
+    budget = parse_bytes(config.memory_budget) if config.memory_budget else default_budget(device)
+    decode, why_not = should_decode(data, config.decode_in_memory, config.augment, budget)
+    if decode:
+        return decode_in_memory(data, workers=config.workers, progress=ranks.is_main(), budget=budget)
+    if why_not:
+        data.messages.append(f"images read from files every epoch: {why_not}")
+    return data
+
+
+def weights_spec(config: TrainConfig) -> ResNetSpec | None:
+    """The architecture `config.weights` records (one of our files), or None."""
+    if not config.weights:
+        return None
+    meta = read_meta(config.weights)
+    return ResNetSpec.from_dict(meta.spec) if meta.spec is not None else None
+
+
+def with_the_weights_model(config: TrainConfig) -> tuple[TrainConfig, str | None]:
+    """`config` naming the network its --weights file holds (our file's model, a trainer
+    checkpoint's args.model), so the run builds and records that network and not the recipe's
+    default; with a one-line note when that differs from `config.model`."""
+    if not config.weights:
+        return config, None
+    meta = read_meta(config.weights)
+    name = meta.model if meta.spec is not None else meta.extra.get("names_model")
+    if name is None or name == config.model:
+        return config, None
+    if meta.spec is not None:
+        same = resolve_spec(config.model).replace(num_classes=1, in_channels=1) == ResNetSpec.from_dict(
+            meta.spec
+        ).replace(num_classes=1, in_channels=1)
+        if same:
+            return config, None
+    return config.replace(
+        model=name
+    ), f"--weights {config.weights} holds a {name}: training that (not {config.model})"
 
 
 def build_model(config: TrainConfig, data: ImageData, notes: list[str] | None = None) -> nn.Module:
     """The network of `config` sized for `data` (its classes and input channels), starting from
-    `config.weights` when fine-tuning, with the parts `--freeze`/`--freeze-bn` name frozen
-    (freeze.py). What the console should say about it (an adapted stem, what is frozen) is added
-    to `notes`."""
+    `config.weights` when fine-tuning (the architecture that file records, when it does), with the
+    parts `--freeze`/`--freeze-bn` name frozen (freeze.py). What the console should say about it
+    (an adapted stem, what is frozen) is added to `notes`."""
+    arch: str | ResNetSpec = weights_spec(config) or config.model
     model = create_model(
-        config.model, num_classes=data.num_classes, in_channels=data.in_channels, **config.model_overrides()
+        arch, num_classes=data.num_classes, in_channels=data.in_channels, **config.model_overrides()
     )
     said = notes if notes is not None else []
     if config.weights:  # fine-tuning: start from these weights (a resumed run then restores its own)
@@ -175,11 +233,22 @@ def build_model(config: TrainConfig, data: ImageData, notes: list[str] | None = 
     return model
 
 
-def build_loaders(config: TrainConfig, data: ImageData, device: torch.device, micro_batch: int):
-    """This rank's training batches (micro-batches, augmented) and validation batches (its shard)."""
+def resolve_augment(config: TrainConfig, data: ImageData) -> str:
+    """The training augmentation: `config.augment`, where "auto" is pad-crop for in-memory data
+    and resized-crop for image files. Image files trained with pad-crop are only ever fitted to
+    the input size, so their evaluation pipeline fits too (no 0.875 centre crop): `data.resize_size`
+    is cleared, and that is what the run records and validates with."""
     augment = config.augment
     if augment == "auto":
         augment = "pad-crop" if data.train.in_memory else "resized-crop"
+    if augment == "pad-crop":
+        data.resize_size = None
+    return augment
+
+
+def build_loaders(config: TrainConfig, data: ImageData, device: torch.device, micro_batch: int):
+    """This rank's training batches (micro-batches, augmented) and validation batches (its shard)."""
+    augment = resolve_augment(config, data)
     common = dict(
         seed=config.seed,
         device=device,

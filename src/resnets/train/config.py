@@ -49,12 +49,25 @@ class TrainConfig:
         "hold out this fraction (< 1) or number of training images for validation instead of the dataset's own val/test part",
     )
     split_seed: int = _f(0, "seed of the held-out split (fixed, so resume and eval see the same images)")
+    accept_changed_data: bool = _f(
+        False,
+        "resume (or eval) although the data's files changed since the run was made: the recorded validation files that remain stay validation files, the rest are trained on",
+    )
     synthetic_count: int = _f(512, "images in --data synthetic")
     synthetic_classes: int = _f(10, "classes in --data synthetic")
     workers: int | None = _f(None, "DataLoader worker processes for image folders (default: min(8, CPUs))")
     decode_on_device: bool = _f(
         False,
         "image folders: decode JPEGs on the training device (nvJPEG on CUDA, torchvision.io.decode_jpeg), a batch at a time in the main process; workers only read files",
+    )
+    decode_in_memory: str = _f(
+        "auto",
+        "image folders: decode every image once into memory and train like in-memory data (auto: when the images are no larger than the input size and fit --memory-budget)",
+        ("auto", "never", "always"),
+    )
+    memory_budget: str | None = _f(
+        None,
+        "most memory the decoded images may take, e.g. 4GiB (default: a quarter of RAM, and of the GPU's)",
     )
     weights: str | None = _f(
         None,

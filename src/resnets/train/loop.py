@@ -41,7 +41,7 @@ from resnets.train.device import seed_python, set_determinism
 from resnets.train.guards import Activity, failures_named
 from resnets.train.logging import RunLog, check_tensorboard, format_duration
 from resnets.train.resume import describe_changes
-from resnets.train.run_dir import read_run_config, record_resume, run_record
+from resnets.train.run_dir import read_run_config, record_resume, run_record, write_split
 from resnets.train.schedule import Schedule, relaid
 from resnets.train.state import TrainState, restore, save
 from resnets.train.step import set_lr
@@ -89,12 +89,13 @@ def train_here(
     if run.main:
         if not resume:
             run_dir.mkdir(parents=True, exist_ok=True)
+            write_split(run_dir, run.data)  # first: a run directory with a config.json has its split.json
             write_json(
                 run_dir / "config.json",
-                run_record(config, run.data, run.model, device, command, run.world_size),
+                run_record(run.config, run.data, run.model, device, command, run.world_size),
             )
-        elif recorded is not None and (changed := resume_changes(recorded, config)):
-            record_resume(run_dir, config, changed, command, device, run.world_size, state.step)
+        elif recorded is not None and (changed := resume_changes(recorded, run.config)):
+            record_resume(run_dir, run.config, changed, command, device, run.world_size, state.step)
             run.notes.insert(0, f"resumed at step {state.step} with {describe_changes(changed)}")
             if "epochs" in changed or "iterations" in changed:
                 run.notes.extend(set_aside_final_files(run_dir, state.epoch))
@@ -275,11 +276,13 @@ def groups_of(items: Iterable[T], n: int) -> Iterator[list[T]]:
 def checkpoint(run: Run, state: TrainState, *, mid_epoch: bool = False) -> None:
     """Save everything a resume needs into the run's checkpoint folder (rank 0 calls this). The
     tensor file also carries the metadata model.safetensors would (weights_meta), naming which of
-    its weights are the run's, so `eval`, `predict` and `export` can use an unfinished run."""
+    its weights are the run's, so `eval`, `predict` and `export` can use an unfinished run; the
+    JSON record carries the data split's summary."""
     val_top1 = state.history[-1]["val_top1"] if state.history else None
     meta = weights_meta(run, val_top1)
     meta.extra["checkpoint_weights"] = "ema.module." if run.ema is not None else "model."
     meta.extra["checkpoint"] = {"epoch": state.epoch, "epochs": run.epochs, "step": state.step}
+    split = run.data.split.summary() if run.data.split is not None else None
     save(
         run.checkpoint_dir,
         run.config,
@@ -290,6 +293,7 @@ def checkpoint(run: Run, state: TrainState, *, mid_epoch: bool = False) -> None:
         run.ema,
         mid_epoch,
         weights_header=meta.to_header(),
+        record={"data_split": split},
     )
 
 
@@ -389,21 +393,11 @@ def weights_meta(run: Run, val_top1: float | None) -> WeightsMeta:
     """What model.safetensors records beside the weights: the network, its classes and the
     preprocessing that goes with them (so predict, eval and export need nothing else)."""
     data = run.data
-    return WeightsMeta(
+    meta = WeightsMeta(
         model=run.config.model,
         spec=run.eval_model.spec.to_dict(),
         classes=data.classes,
-        mean=list(data.mean),
-        std=list(data.std),
-        input_size=data.input_size,
-        resize_size=data.resize_size,
-        extra={
-            "color": data.notes.get("color", "RGB"),
-            "data": data.name,
-            "val_top1": val_top1,
-            "ema": run.config.ema_decay is not None,
-            "preprocess": "resize to input_size"
-            if data.resize_size is None
-            else "resize shorter side to resize_size, centre crop input_size",
-        },
+        extra={"data": data.name, "val_top1": val_top1, "ema": run.config.ema_decay is not None},
     )
+    meta.preprocess = data.preprocess()  # what validation used: eval, predict and export use it too
+    return meta

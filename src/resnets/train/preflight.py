@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from resnets.data import ImageData
-from resnets.errors import ResNetsError
+from resnets.errors import DataError, ResNetsError
 from resnets.models.create import create_model
 from resnets.train.config import TrainConfig
 from resnets.train.freeze import FrozenBatchNorm2d, apply_freeze
@@ -44,15 +44,15 @@ def check_trainable(config: TrainConfig, data: ImageData, model: nn.Module, worl
 def split_batch(config: TrainConfig, world: int, train_images: int) -> int:
     """The per-process micro-batch: the global `batch_size` over processes and accumulation steps."""
     parts = world * config.accum_steps
+    if config.batch_size > train_images:
+        raise DataError(
+            f"--batch-size {config.batch_size} is larger than the {train_images} training images; "
+            f"give at most {train_images}"
+        )
     if config.batch_size % parts:
         raise ResNetsError(
             f"--batch-size {config.batch_size} is the global batch; it must divide evenly over "
             f"{world} process(es) x {config.accum_steps} accumulation step(s)"
-        )
-    if parts > 1 and train_images < config.batch_size:
-        raise ResNetsError(
-            f"--batch-size {config.batch_size} exceeds the {train_images} training images; "
-            "lower it to train with several processes or accumulation steps"
         )
     return config.batch_size // parts
 

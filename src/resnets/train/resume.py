@@ -23,6 +23,8 @@ HOW = frozenset(
         "device",
         "workers",
         "decode_on_device",
+        "decode_in_memory",
+        "memory_budget",
         "threads",
         "compile",
         "compile_mode",
@@ -58,7 +60,8 @@ def resume_config(
     changed = {
         f.name: (getattr(saved, f.name), getattr(wanted, f.name))
         for f in dataclasses.fields(TrainConfig)
-        if f.name != "out" and getattr(saved, f.name) != getattr(wanted, f.name)
+        if f.name not in ("out", "accept_changed_data")  # where it writes; a decision of this resume
+        and getattr(saved, f.name) != getattr(wanted, f.name)
     }
     refused = [k for k in changed if k not in HOW and k not in LENGTH]
     if refused:

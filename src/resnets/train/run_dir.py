@@ -1,5 +1,6 @@
 """The run directory: its default name, a check that a new run does not overwrite an old one,
-and config.json, the record of how a run was made (config, versions, command line)."""
+config.json, the record of how a run was made (config, versions, command line, the data and a
+summary of its split), and split.json, the split itself."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def run_record(
             "in_channels": data.in_channels,
             "mean": list(data.mean),
             "std": list(data.std),
+            "split": data.split.summary() if data.split is not None else None,
+            "notes": list(data.messages),
         },
         "model": {
             "name": config.model,
@@ -86,6 +89,13 @@ def record_resume(
         }
     )
     write_json(path, record)
+
+
+def write_split(run_dir: Path, data) -> None:
+    """RUN_DIR/split.json: the run's split item by item (data/split.py), what eval and --resume
+    read back instead of splitting again."""
+    if data.split is not None:
+        data.split.write(run_dir)
 
 
 def default_run_dir(config: TrainConfig, root: str | Path = "runs", run_id: str | None = None) -> Path:

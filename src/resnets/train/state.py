@@ -61,11 +61,13 @@ def save(
     ema,
     mid_epoch=False,
     weights_header: dict[str, str] | None = None,
+    record=None,
 ) -> None:
     """Write a checkpoint of the run into `folder` (checkpoint.save_checkpoint: atomic, committed
     by latest.json, refused if any tensor is not finite): model, EMA, optimizer state, torch's and
     CUDA's RNG states as tensors; progress, optimizer settings, scaler, Python's RNG and config as
-    JSON; `weights_header` (weights.format's metadata) into the tensor file's header."""
+    JSON, with `record` (JSON: what the run was made from, e.g. its data split's summary);
+    `weights_header` (weights.format's metadata) into the tensor file's header."""
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
@@ -80,6 +82,7 @@ def save(
         "scaler": scaler.state_dict(),
         "rng_python": base64.b64encode(repr(random.getstate()).encode()).decode(),
         "config": config.to_dict(),
+        **(record or {}),
     }
     save_checkpoint(
         folder,

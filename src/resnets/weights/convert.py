@@ -1,8 +1,9 @@
 """`resnets convert`: any weights file we can read -> our safetensors format with full metadata.
 
 Converting once turns a torchvision/timm/CIFAR-reproduction checkpoint into a file that says
-everything needed to use it (architecture spec, class names, mean/std, input and resize size),
-so `predict`, `eval` and `export` need no `--model` for it and never touch a pickle again.
+everything needed to use it (architecture spec, class names, and the evaluation pipeline of the
+source it comes from: sources.py), so `predict`, `eval` and `export` need no `--model` for it and
+never touch a pickle again.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from resnets.errors import WeightsError
 from resnets.weights.format import WeightsMeta, save_weights
 from resnets.weights.load import load_model
+from resnets.weights.sources import family_preprocess
 
 
 def convert_weights(
@@ -25,10 +27,15 @@ def convert_weights(
     input_size: int | None = None,
     resize_size: int | None = None,
     reset_head: bool = False,
+    preprocess: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> tuple[Path, WeightsMeta]:
     """Read `source` (as `model`, with `overrides`, when it does not say), check it fits and is
-    finite, and write `out` atomically with our metadata. Returns (out, metadata)."""
+    finite, and write `out` atomically with our metadata. Returns (out, metadata).
+
+    The recorded pipeline is the source's (`sources.recognise`), else the family's (marked
+    assumed), with `input_size`, `resize_size` and `preprocess` (mean, std, crop_pct,
+    interpolation: Preprocess.with_overrides) on top."""
     out = Path(out)
     if out.suffix.lower() != ".safetensors":
         raise WeightsError(f"{out}: the output must be a .safetensors file")
@@ -41,10 +48,10 @@ def convert_weights(
             raise WeightsError(f"{len(classes)} class names given, but the model has {num_classes} outputs")
         meta.classes = list(classes)
         meta.extra.pop("classes_from", None)
-    if input_size is not None:
-        meta.input_size = input_size
-    if resize_size is not None:
-        meta.resize_size = resize_size
+    record = meta.preprocess or family_preprocess(net.spec)
+    meta.preprocess = record.with_overrides(
+        input_size=input_size, resize_size=resize_size, **(preprocess or {})
+    )
     meta.extra = {**meta.extra, "converted_from": Path(source).name}
     if overrides:
         meta.extra["overrides"] = overrides

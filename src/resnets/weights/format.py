@@ -1,8 +1,11 @@
 """Our weights file: safetensors tensors plus JSON metadata (`resnets.*` header keys), never pickle.
 
 The header says how to rebuild and use the model: `resnets.model` (name), `resnets.spec` (the full
-ResNetSpec as JSON), and optional `resnets.classes`, `resnets.mean`, `resnets.std`,
-`resnets.input_size`, `resnets.resize_size` (all JSON). `meta_for_model` fills them in for a model
+ResNetSpec as JSON), and optional `resnets.classes` and `resnets.preprocess` (the evaluation
+pipeline, a `Preprocess` record: input size, resize size or crop_pct, interpolation, mean/std or a
+mean image, colour, and where it comes from), all JSON. The record's mean/std/input_size/
+resize_size/color are also written under their own keys, as files had them before the record; such
+older files read as the record they stand for. `meta_for_model` fills the metadata in for a model
 that comes without a file: from its spec and what we know of its family (sources.py).
 """
 
@@ -20,10 +23,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from resnets.atomic import atomic_write
-from resnets.errors import WeightsError
-from resnets.models.zoo import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
-from resnets.text import first_line, shorten
-from resnets.weights.sources import CIFAR10_CLASSES, IMAGENET_INPUT, IMAGENET_RESIZE, imagenet_classes
+from resnets.errors import InputError, WeightsError
+from resnets.preprocess import Preprocess
+from resnets.text import first_line, shorten, size_hw
+from resnets.weights.sources import CIFAR10_CLASSES, family_preprocess, imagenet_classes
 
 FORMAT_VERSION = "1"
 _PREFIX = "resnets."
@@ -31,7 +34,14 @@ _PREFIX = "resnets."
 
 @dataclass
 class WeightsMeta:
-    """What a weights file says about its model: enough to rebuild it and preprocess inputs."""
+    """What a weights file says about its model: enough to rebuild it and preprocess inputs.
+
+    The preprocessing fields (mean .. mean_image) are one `Preprocess` record, read and set whole
+    through `preprocess`; the file keeps it as `resnets.preprocess` and, for readers of earlier
+    versions, its mean/std/input_size/resize_size/color also under their own keys. A file with
+    only those keys (written before the record existed) reads as the record they stand for
+    (`legacy_preprocess`). `preprocess_from` says where the record comes from.
+    """
 
     model: str = "custom"
     spec: dict[str, Any] | None = None
@@ -40,14 +50,57 @@ class WeightsMeta:
     std: list[float] | None = None
     input_size: int | list[int] | None = None
     resize_size: int | None = None
+    crop_pct: float | None = None
+    interpolation: str | None = None
+    normalize: str | None = None
+    color: str | None = None
+    preprocess_from: str | None = None
+    mean_image: torch.Tensor | None = field(default=None, compare=False, repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def preprocess(self) -> Preprocess | None:
+        """The evaluation pipeline these fields record, or None without an input size.
+
+        Raises WeightsError for fields that make no valid record."""
+        if self.input_size is None:
+            return None
+        try:
+            return Preprocess(
+                input_size=size_hw(self.input_size),
+                resize_size=self.resize_size,
+                crop_pct=self.crop_pct,
+                interpolation=self.interpolation or "bilinear",
+                mean=tuple(self.mean) if self.mean is not None else None,
+                std=tuple(self.std) if self.std is not None else None,
+                normalize=self.normalize or "channel",
+                color=self.color or "RGB",
+                source=self.preprocess_from or "",
+                mean_image=self.mean_image,
+            )
+        except (InputError, ValueError) as exc:
+            raise WeightsError(f"the recorded preprocessing is not valid: {first_line(exc)}") from None
+
+    @preprocess.setter
+    def preprocess(self, record: Preprocess) -> None:
+        height, width = record.input_size
+        self.input_size = height if height == width else [height, width]
+        self.resize_size, self.crop_pct = record.resize_size, record.crop_pct
+        self.interpolation, self.normalize, self.color = record.interpolation, record.normalize, record.color
+        self.mean = list(record.mean) if record.mean is not None else None
+        self.std = list(record.std) if record.std is not None else None
+        self.preprocess_from = record.source or None
+        self.mean_image = record.mean_image
 
     def to_header(self) -> dict[str, str]:
         header = {f"{_PREFIX}format": FORMAT_VERSION}
-        for key in ("model", "spec", "classes", "mean", "std", "input_size", "resize_size"):
+        for key in _HEADER_KEYS:
             value = getattr(self, key)
             if value is not None:
                 header[_PREFIX + key] = value if key == "model" else json.dumps(value)
+        record = self.preprocess
+        if record is not None:
+            header[f"{_PREFIX}preprocess"] = json.dumps(record.to_dict())
         for key, value in self.extra.items():
             header[_PREFIX + key] = json.dumps(value)
         return header
@@ -55,6 +108,7 @@ class WeightsMeta:
     @classmethod
     def from_header(cls, header: dict[str, str] | None, path: str | os.PathLike) -> WeightsMeta:
         meta = cls()
+        record = None
         for key, raw in (header or {}).items():
             if not key.startswith(_PREFIX) or key == f"{_PREFIX}format":
                 continue
@@ -63,21 +117,33 @@ class WeightsMeta:
                 value = raw if name == "model" else json.loads(raw)
             except json.JSONDecodeError:
                 raise WeightsError(f"{path}: metadata {key!r} is not valid JSON") from None
-            if name in cls.__dataclass_fields__ and name != "extra":
+            if name == "preprocess":
+                # Earlier runs wrote a sentence here ("resize to input_size"); the fields say it all.
+                record = value if not isinstance(value, str) else None
+            elif name in _HEADER_KEYS:
                 setattr(meta, name, value)
             else:
                 meta.extra[name] = value
+        if record is not None:
+            try:
+                meta.preprocess = Preprocess.from_dict(record)
+            except InputError as exc:
+                raise WeightsError(f"{path}: metadata 'resnets.preprocess': {exc}") from None
+        elif meta.input_size is not None:  # written before the record: what its fields stood for
+            meta.preprocess_from = "recorded (mean, std, input and resize size)"
         return meta
+
+
+_HEADER_KEYS = ("model", "spec", "classes", "mean", "std", "input_size", "resize_size", "color")
 
 
 def meta_for_model(
     model: nn.Module, name: str | None = None, *, dataset_classes: bool = False
 ) -> WeightsMeta:
     """Metadata for a model that comes without a weights file's: its name (`name`, else the
-    model's `name`, else "custom") and spec, and the preprocessing of its family: a CIFAR
-    stem (sec. 4.2) gets CIFAR-10's mean/std and 32 px; any other ResNet ImageNet's mean/std and
-    torchvision's eval transform (resize the shorter side to 256, centre-crop 224; sec. 3.4).
-    RGB statistics are left out for inputs with another number of channels.
+    model's `name`, else "custom") and spec, and the pipeline assumed for its family
+    (`sources.family_preprocess`: CIFAR-10's statistics at 32 px for a CIFAR stem, sec. 4.2;
+    torchvision's ImageNet evaluation otherwise, sec. 3.4), marked "assumed" in `preprocess_from`.
 
     `dataset_classes=True` (for weights trained elsewhere, e.g. a torchvision `.pth`) also names
     the classes of the family's dataset when the head has as many outputs: the 1000 ImageNet-1k
@@ -89,18 +155,27 @@ def meta_for_model(
     if spec is None:
         return meta
     meta.spec = spec.to_dict()
-    if spec.stem == "cifar":
-        meta.mean, meta.std, meta.input_size = list(CIFAR10_MEAN), list(CIFAR10_STD), 32
-        classes, source = CIFAR10_CLASSES, "cifar-10"
-    else:
-        meta.mean, meta.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
-        meta.input_size, meta.resize_size = IMAGENET_INPUT, IMAGENET_RESIZE
-        classes, source = imagenet_classes(), "imagenet-1k"
+    meta.preprocess = family_preprocess(spec)
+    classes, source = (
+        (CIFAR10_CLASSES, "cifar-10") if spec.stem == "cifar" else (imagenet_classes(), "imagenet-1k")
+    )
     if dataset_classes and spec.num_classes == len(classes):
         meta.classes, meta.extra["classes_from"] = list(classes), source
-    if spec.in_channels != len(meta.mean):  # RGB statistics do not describe other inputs
-        meta.mean = meta.std = None
     return meta
+
+
+def preprocess_of(meta: WeightsMeta, spec: Any | None) -> Preprocess:
+    """The evaluation pipeline recorded in `meta`, else the one assumed for the network's family
+    (`spec`: a ResNetSpec; a model handed over without metadata): what eval, predict and export's
+    checks build their pixels from with `resnets.preprocess.eval_transform(record, in_channels)`.
+
+    Raises WeightsError when neither can be had, or for a recorded pipeline that is not valid."""
+    recorded = meta.preprocess
+    if recorded is not None:
+        return recorded
+    if spec is None:
+        raise WeightsError(f"no input size in the metadata of this {meta.model!r} model")
+    return family_preprocess(spec)
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, meta: WeightsMeta | None = None) -> Path:

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from resnets.errors import WeightsError
 from resnets.models.create import create_model
 from resnets.models.spec import ResNetSpec
-from resnets.text import shorten
+from resnets.text import first_line, shorten
 from resnets.weights.adapt import adapt_stem
 from resnets.weights.format import (
     WeightsMeta,
@@ -30,15 +31,18 @@ from resnets.weights.format import (
 )
 from resnets.weights.keymap import extract_state_dict, map_to_model
 from resnets.weights.pytorch_files import read_checkpoint
+from resnets.weights.sources import Origin, recognise, split_tag, timm_name_of, timm_preprocess
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], WeightsMeta]:
     """Tensors and metadata of any weights file we accept: `.safetensors` (ours or anyone's) or a
     PyTorch checkpoint, unwrapped to its state dict (names as in the file; see `keymap`).
 
-    A file without our metadata gets an empty WeightsMeta (its `spec` is None). A training
-    checkpoint's tensor file gives the run's weights only (its EMA weights when the run keeps
-    them: `meta.extra["checkpoint_weights"]` names their prefix)."""
+    A file without our metadata gets a WeightsMeta without a `spec`, holding what its origin
+    (`sources.recognise`) tells: `extra["origin"]`, the evaluation pipeline (`preprocess`) and, in
+    `extra["names_model"]`, the network a training checkpoint names. A training checkpoint's
+    tensor file gives the run's weights only (its EMA weights when the run keeps them:
+    `meta.extra["checkpoint_weights"]` names their prefix)."""
     path = Path(path)
     if path.suffix.lower() == ".safetensors" or looks_like_safetensors(path):
         tensors, meta = read_safetensors(path)
@@ -46,9 +50,39 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Weig
         if isinstance(prefix, str) and prefix:
             tensors = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             meta.extra["checkpoint_file"] = str(path)
-        return tensors, meta
+        if meta.spec is not None:
+            return tensors, meta
+        return tensors, _foreign_meta(recognise(path, None, tensors), meta)
+    checkpoint = read_checkpoint(path)
+    tensors = extract_state_dict(checkpoint, path)
+    return tensors, _foreign_meta(recognise(path, checkpoint, tensors), WeightsMeta())
 
-    return extract_state_dict(read_checkpoint(path), path), WeightsMeta()
+
+def read_meta(path: str | os.PathLike) -> WeightsMeta:
+    """The metadata of any weights file we accept, as `read_weights` gives it; a safetensors
+    file's header alone is read, not its tensors."""
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors" or looks_like_safetensors(path):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = WeightsMeta.from_header(f.metadata(), path)
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise WeightsError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
+        if meta.spec is not None:
+            return meta
+    return read_weights(path)[1]
+
+
+def _foreign_meta(origin: Origin, meta: WeightsMeta) -> WeightsMeta:
+    if origin.source:
+        meta.extra["origin"] = origin.source
+    if origin.preprocess is not None:
+        meta.preprocess = origin.preprocess
+    if origin.model is not None:
+        meta.extra["names_model"] = origin.model
+    if origin.timm_name is not None:
+        meta.extra["timm_name"] = origin.timm_name
+    return meta
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike, reset_head: bool = False) -> WeightsMeta:
@@ -151,7 +185,10 @@ def load_model(
     Our files record their architecture, and `overrides` (e.g. num_classes with `reset_head`)
     apply on top. A file from elsewhere (a torchvision/timm/CIFAR `.pth`, a bare safetensors)
     records none: `model` names it then, and its metadata comes from what we know of that model
-    (ImageNet or CIFAR-10 classes and preprocessing, see `sources`).
+    (ImageNet or CIFAR-10 classes), and its pipeline from its origin (`sources.recognise`; a timm
+    name with a pretrained tag, "resnet50.a1_in1k", builds "resnet50" with timm's pipeline for
+    that tag), else the family's, marked assumed in `preprocess_from`. A training checkpoint that
+    names its network (torchvision's and timm's `args.model`) needs no `model`.
     """
     weights, _ = find_weights(source)
     tensors, meta = read_weights(weights)
@@ -163,14 +200,21 @@ def load_model(
             if meta.classes is not None and len(meta.classes) != net.spec.num_classes:
                 meta.classes = None  # a new head: the recorded names no longer apply
             meta.spec = net.spec.to_dict()
-    elif model is None:
-        raise WeightsError(
-            f"{weights}: does not say which network it holds; name it (e.g. --model resnet50), "
-            "or convert it once with 'resnets convert'"
-        )
     else:
-        net = create_model(model, **overrides)
-        meta = meta_for_model(net, model, dataset_classes=True)
+        found, model = meta, model or meta.extra.get("names_model")
+        if model is None:
+            raise WeightsError(
+                f"{weights}: does not say which network it holds; name it (e.g. --model resnet50), "
+                "or convert it once with 'resnets convert'"
+            )
+        net = create_model(split_tag(model), **overrides)
+        meta = meta_for_model(net, split_tag(model), dataset_classes=True)
+        timm_name = found.extra.get("timm_name") or timm_name_of(model)
+        recorded = found.preprocess or (timm_preprocess(timm_name) if timm_name else None)
+        if recorded is not None:
+            meta.preprocess = recorded
+        if "origin" in found.extra or recorded is not None:
+            meta.extra["origin"] = found.extra.get("origin") or recorded.source  # type: ignore[union-attr]
     notes: list[str] = []
     net.load_state_dict(
         fit_state_dict(net, tensors, weights, reset_head=reset_head, notes=notes), strict=True

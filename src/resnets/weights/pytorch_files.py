@@ -2,12 +2,21 @@
 
 A `.pth` file is a pickle, and unpickling can run any code the file's author chose. We read
 these files only with `torch.load(weights_only=True)`, whose unpickler accepts tensors and plain
-containers and refuses every other global; there is no fallback to the unsafe loader. A file
-that needs other globals is refused with the list of them, so the user knows what it contains.
+containers and refuses every other global; there is no fallback to the unsafe loader.
+
+Real training checkpoints carry a little more than tensors: timm's CheckpointSaver and
+torchvision's reference train.py save their `argparse.Namespace` of settings, and metrics are
+often numpy scalars. `INERT_GLOBALS` admits exactly those types through the weights-only
+unpickler (`torch.serialization.safe_globals`): a Namespace only stores attributes, a numpy scalar
+is rebuilt from a dtype and raw bytes, and a dtype of a numeric kind holds no object. Nothing that
+calls code of the file's choosing is among them (no object dtype, no numpy array reconstruction,
+no `__main__` class). A file that needs any other global is refused with the list of them, so the
+user knows what it contains.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 import pickletools
@@ -16,12 +25,51 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from resnets.errors import WeightsError
 from resnets.text import first_line, shorten
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+# numpy's numeric dtype classes: what a pickled numpy scalar's dtype is built as (numpy >= 1.25).
+_NUMERIC_DTYPES = [
+    "BoolDType",
+    *(f"{kind}{bits}DType" for kind in ("Int", "UInt") for bits in (8, 16, 32, 64)),
+    "Float16DType",
+    "Float32DType",
+    "Float64DType",
+    "LongDoubleDType",
+    "Complex64DType",
+    "Complex128DType",
+    "CLongDoubleDType",
+]
+
+
+def _inert_globals() -> list[Any]:
+    """argparse.Namespace, numpy's scalar reconstructor (under its numpy 2 and numpy 1 module
+    paths: files keep the path of the numpy that wrote them), numpy.dtype and the numeric dtype
+    classes."""
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    allowed: list[Any] = [
+        argparse.Namespace,
+        (scalar, "numpy._core.multiarray.scalar"),
+        (scalar, "numpy.core.multiarray.scalar"),
+        np.dtype,
+    ]
+    dtypes = getattr(np, "dtypes", None)
+    allowed += [getattr(dtypes, name) for name in _NUMERIC_DTYPES if hasattr(dtypes, name)]
+    return allowed
+
+
+INERT_GLOBALS = _inert_globals()
+_INERT_NAMES = {
+    "argparse.Namespace",
+    "numpy._core.multiarray.scalar",
+    "numpy.core.multiarray.scalar",
+    "numpy.dtype",
+    *(f"numpy.dtypes.{name}" for name in _NUMERIC_DTYPES),
+}
 
 
 def read_checkpoint(path: str | os.PathLike) -> Any:
@@ -35,15 +83,15 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         with warnings.catch_warnings():
             # e.g. "Detected pickle protocol 4": noise on top of the error we raise ourselves
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(INERT_GLOBALS):
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         unsafe = unsafe_globals(path, exc)
         if unsafe:
             raise WeightsError(
-                f"{path}: refused: loading it would need the unsafe pickled global(s) "
-                f"{shorten(unsafe)}, "
-                "which can run arbitrary code; only tensors and plain "
-                "containers are accepted (save a state_dict, or use safetensors)"
+                f"{path}: refused: it holds pickled {shorten(unsafe)}, which we do not unpickle "
+                "(unpickling calls whatever the file names); we read tensors, plain containers, "
+                "argparse.Namespace and numpy scalars (save a state_dict, or use safetensors)"
             ) from None
         raise WeightsError(f"{path}: not a PyTorch checkpoint (unreadable pickle)") from None
     except Exception as exc:  # noqa: BLE001 - a damaged file fails anywhere in torch's reader
@@ -67,9 +115,11 @@ def unsafe_globals(path: Path, exc: BaseException) -> list[str]:
             found = finder(path)
         except Exception:  # a legacy or damaged file: fall back to the error message
             found = []
+        found = [name for name in found if name not in _INERT_NAMES]
         if found:
             return sorted(set(found))
-    return sorted(set(_GLOBAL.findall(str(exc)))) or _disallowed(_pickle_globals(path))
+    named = [name for name in _GLOBAL.findall(str(exc)) if name not in _INERT_NAMES]
+    return sorted(set(named)) or _disallowed(_pickle_globals(path))
 
 
 def _pickle_globals(path: Path) -> list[str]:
@@ -96,6 +146,12 @@ def _disallowed(names: list[str]) -> list[str]:
     """`names` less those the weights-only unpickler accepts (tensors, storages, plain containers)."""
     allowed_fn = getattr(torch._weights_only_unpickler, "_get_allowed_globals", None)
     if allowed_fn is None:  # private API: without it, keep all but torch's own rebuild helpers
-        return sorted({n for n in names if not n.startswith(("torch.", "collections.OrderedDict"))})
-    allowed = set(allowed_fn())
+        return sorted(
+            {
+                n
+                for n in names
+                if not n.startswith(("torch.", "collections.OrderedDict")) and n not in _INERT_NAMES
+            }
+        )
+    allowed = set(allowed_fn()) | _INERT_NAMES
     return sorted({n for n in names if n not in allowed})
