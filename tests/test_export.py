@@ -418,12 +418,10 @@ def _onnx_top1(path, images: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
+def digits_run(tmp_path_factory, run_cli):
     """A real `resnets train` run: a small network on the digits at 8 px, with its held-out split."""
-    from conftest import _run_cli
-
     run = tmp_path_factory.mktemp("int8") / "run"
-    code, _, err = _run_cli(
+    code, _, err = run_cli(
         "train", "--model", "basic:1-1-1:8-16-32", "--epochs", "5", "--input-size", "8", "--out", run
     )
     assert code == 0, err

@@ -361,9 +361,9 @@ def test_predict_says_in_one_line_when_the_graph_falls_back(tmp_path, run_cli, m
     monkeypatch.setattr(torch.jit, "trace", untraceable)
     code, out, err = run_cli("predict", weights, tmp_path / "a.png", tmp_path / "b.png", "--batch-size", "1")
     assert code == 0 and len(out.splitlines()) == 3
-    assert err.splitlines() == [
+    assert [line for line in err.splitlines() if "oneDNN" in line] == [
         "resnets predict: oneDNN Graph cannot run basic:1-1-1:4-8-16 (no trace here); running it eagerly"
-    ]
+    ]  # (the other line says which preprocessing is assumed for this file without a record)
 
 
 @pytest.mark.slow

@@ -168,7 +168,7 @@ def test_train_with_weights_builds_the_network_the_file_names(tmp_path, run_cli)
     code, _, err = run_cli(*args, "--reset-head", "--out", run)
     assert code == 0, err
     assert [line for line in err.splitlines() if "--weights" in line] == [
-        f"resnets train: --weights {path} holds a basic:2-1-1:4-8-16: training that (not resnet20)"
+        f"note: --weights {path} holds a basic:2-1-1:4-8-16: training that (not resnet20)"
     ]
     record = json.loads((run / "config.json").read_text())
     assert record["config"]["model"] == "basic:2-1-1:4-8-16"

@@ -83,7 +83,10 @@ def test_eval_and_resume_read_the_recorded_split_and_refuse_a_folder_that_change
 
     folder(data, {"a": 3, "b": 3}, start=100)  # six new images
     (data / "b" / "0.png").unlink()
-    for command in (["eval", run], ["train", "--resume", run]):
+    for command in (
+        ["eval", run],
+        ["train", "--resume", run, "--epochs", "2"],
+    ):  # extended: a finished run is complete
         code, _, err = run_cli(*command)
         assert code == 2 and err.count("\n") == 1, err
         assert "6 file(s) added" in err and "1 removed" in err and "--accept-changed-data" in err

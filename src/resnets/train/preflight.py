@@ -30,8 +30,8 @@ from resnets.train.freeze import FrozenBatchNorm2d, apply_freeze
 def check_trainable(config: TrainConfig, data: ImageData, model: nn.Module, world: int) -> int:
     """The per-process micro-batch of `config` on `world` processes, after checking that `model`
     can train on `data` with it; a one-line ResNetsError naming the flag to change otherwise."""
-    micro_batch = split_batch(config, world, len(data.train))
     check_input_size(config, data, model)
+    micro_batch = split_batch(config, world, len(data.train))
     if not any(p.requires_grad for p in model.parameters()):
         raise ResNetsError(f"--freeze {config.freeze} leaves nothing to train")
     smallest = min_micro_batch(config, data, model)
