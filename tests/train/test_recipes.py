@@ -13,8 +13,8 @@ from resnets.train.step import build_optimizer
 def test_paper_cifar_is_section_4_2():
     c = resolve_recipe("paper-cifar")
     assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.batch_size) == ("sgd", 0.1, 0.9, 1e-4, 128)
-    assert (c.iterations, c.val_split, c.augment, c.pad, c.flip) == (64_000, 5_000, "pad-crop", 4, True)
-    schedule = Schedule.from_config(c, steps_per_epoch=45_000 // 128)
+    assert (c.iterations, c.augment, c.pad, c.flip) == (64_000, "pad-crop", 4, True)
+    schedule = Schedule.from_config(c, steps_per_epoch=50_000 // 128)
     assert schedule.total_steps == 64_000
     lrs = [schedule(i) for i in (0, 31_999, 32_000, 47_999, 48_000, 63_999)]
     assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
@@ -154,3 +154,9 @@ def test_a_config_written_before_the_width_rename_still_reads():
     old["width"] = old.pop("width_multiplier")
     old["width"] = 0.5
     assert TrainConfig.from_dict(old).width_multiplier == 0.5
+
+
+def test_train_help_says_which_split_paper_cifar_uses(run_cli):
+    text = " ".join(run_cli("train", "--help").out.split())
+    assert "paper-cifar trains on all 50,000 CIFAR training images" in text
+    assert "--val-split 5000 holds out the 45k/5k" in text

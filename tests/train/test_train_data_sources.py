@@ -147,3 +147,18 @@ def test_tensorboard_logs_every_epochs_metrics_at_its_step(tmp_path, run_cli):
         logged = events.Scalars(key)
         assert [e.step for e in logged] == [int(r["step"]) for r in rows], key
         assert [e.value for e in logged] == pytest.approx([float(r[key]) for r in rows], rel=1e-5), key
+
+
+def test_paper_cifar_trains_on_every_training_image_and_validates_on_the_test_set(tmp_path):
+    """The reported numbers are of networks trained on all 50k images and tested on the 10k test
+    set; the 45k/5k split that chose the schedule is `val_split=5000` (here 20 of 50)."""
+    from resnets.train import resolve_recipe
+    from resnets.train.build import load_training_data
+
+    written = write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=10, test=20)
+    data = load_training_data(resolve_recipe("paper-cifar", data=str(tmp_path)))
+    assert (len(data.train), len(data.val)) == (50, 20)
+    assert data.val.labels.tolist() == written["test_labels"]
+    held = load_training_data(resolve_recipe("paper-cifar", data=str(tmp_path), val_split=20))
+    assert (len(held.train), len(held.val)) == (30, 20)
+    assert set(held.val.labels.tolist()) <= set(written["train_labels"])

@@ -35,7 +35,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # We start with a learning rate of 0.1, divide it by 10 at 32k and 48k iterations, and
     # terminate training at 64k iterations, which is determined on a 45k/5k train/val split ...
     # 4 pixels are padded on each side, and a 32x32 crop is randomly sampled from the padded
-    # image or its horizontal flip."
+    # image or its horizontal flip." The 45k/5k split only chose the schedule: the reported
+    # numbers (Table 6) are of networks trained on all 50k training images and tested on the 10k
+    # test images, so that is what the recipe does; `val_split=5000` gives the 45k/5k split.
     "paper-cifar": dict(
         model="resnet20",
         data="cifar10",
@@ -49,7 +51,6 @@ RECIPES: dict[str, dict[str, Any]] = {
         schedule="step",
         milestones=[32_000, 48_000],
         gamma=0.1,
-        val_split=5_000,
         augment="pad-crop",
         pad=4,
         flip=True,
