@@ -31,6 +31,25 @@ def test_paper_cifar_warms_resnet110_and_1202_at_0_01_until_training_error_is_be
     assert schedule(32_000, warmup_done=True) == pytest.approx(0.01)
 
 
+def test_paper_cifar_2016_holds_0_01_for_the_first_400_iterations_then_the_2015_schedule():
+    """He et al. 2016, appendix: 0.01 for the first 400 iterations, then back to 0.1."""
+    c = resolve_recipe("paper-cifar-2016")
+    assert c.model == "preact_resnet164" and c.warmup_until_error is None
+    s = Schedule.from_config(c, steps_per_epoch=390)
+    lrs = [s(i) for i in (0, 1, 200, 399, 400, 31_999, 32_000, 48_000, 63_999)]
+    assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.1, 0.1, 0.01, 0.001, 0.001])
+    # the same warm-up on any recipe, from the command line; linear stays the default shape
+    linear = Schedule.from_config(resolve_recipe("paper-cifar", warmup=400, warmup_lr=0.01), 390)
+    assert linear(200) == pytest.approx(0.01 + 0.09 * 200 / 400)
+
+
+def test_warmup_shape_is_a_flag_and_checked(run_cli):
+    args = ["train", "--recipe", "paper-cifar", "--warmup", "400", "--warmup-lr", "0.01"]
+    shown = json.loads(run_cli(*args, "--warmup-shape", "constant", "--print-config", "json").out)
+    assert (shown["warmup"], shown["warmup_lr"], shown["warmup_shape"]) == (400, 0.01, "constant")
+    assert run_cli(*args, "--warmup-shape", "cosine", "--print-config").code == 2
+
+
 def test_warm_up_holds_the_low_lr_exactly_while_the_running_training_error_is_above_threshold(tmp_path):
     import csv
 

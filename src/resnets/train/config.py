@@ -20,6 +20,7 @@ from resnets.runtime.optimize import COMPILE_MODES
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
+WARMUP_SHAPES = ("linear", "constant")
 PRECISIONS = tuple(runtime_device.PRECISIONS)
 DEVICES = runtime_device.DEVICES
 
@@ -96,6 +97,11 @@ class TrainConfig:
     gamma: float = _f(0.1, "step schedule: factor at each milestone")
     warmup: float = _f(0.0, "linear warm-up length in epochs (or iterations), from --warmup-lr to --lr")
     warmup_lr: float | None = _f(None, "learning rate at the start of warm-up (default lr/100)")
+    warmup_shape: str = _f(
+        "linear",
+        "linear: ramp from --warmup-lr up to --lr (Goyal et al. 2017); constant: hold --warmup-lr, then jump to --lr (He et al. 2016's CIFAR warm-up: 0.01 for 400 iterations)",
+        WARMUP_SHAPES,
+    )
     warmup_until_error: float | None = _f(
         None, "hold lr at --warmup-lr until the training error is below this (paper sec. 4.2, ResNet-110)"
     )

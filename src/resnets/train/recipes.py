@@ -1,6 +1,8 @@
 """Named training recipes: complete configurations, printable with `--print-config`.
 
 - paper-cifar: He et al. 2015, sec. 4.2 (CIFAR-10).
+- paper-cifar-2016: He et al. 2016 (pre-activation), appendix: paper-cifar with a constant
+  warm-up (lr 0.01 for the first 400 iterations, then 0.1), for every network.
 - paper-imagenet: He et al. 2015, sec. 3.4 (ImageNet).
 - modern: cosine schedule with warm-up, label smoothing, MixUp/CutMix, EMA and no weight decay
   on BN and biases, after torchvision's "new training recipe" (Vryniotis 2021).
@@ -98,6 +100,17 @@ RECIPES: dict[str, dict[str, Any]] = {
         pad=4,
         flip=True,
     ),
+}
+
+# He et al. 2016 (Identity Mappings), appendix: CIFAR training as in sec. 4.2 of the 2015 paper, and
+# "for all CIFAR experiments we warm up the training by using a smaller learning rate of 0.01 at
+# the beginning 400 iterations and go back to 0.1 after 400 iterations".
+RECIPES["paper-cifar-2016"] = {
+    **RECIPES["paper-cifar"],
+    "model": "preact_resnet164",
+    "warmup": 400,
+    "warmup_lr": 0.01,
+    "warmup_shape": "constant",
 }
 
 # Sec. 4.2: "For the 110-layer net ... we use 0.01 to warm up the training until the training
