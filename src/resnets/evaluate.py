@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from resnets.data import load_data, make_loader
 from resnets.errors import DataError, WeightsError
 from resnets.plots import plot_confusion
@@ -87,6 +89,8 @@ def evaluate_run(
             )
     # Preprocess exactly as in training: the run's own statistics and input size.
     dataset.mean, dataset.std = tuple(meta.mean or dataset.mean), tuple(meta.std or dataset.std)
+    if meta.extra.get("mean_image") is not None:  # per-pixel mean subtraction, as trained
+        dataset.mean_image = torch.as_tensor(meta.extra["mean_image"], dtype=torch.float32)
     if meta.resize_size:
         dataset.resize_size = meta.resize_size
     if dataset.in_channels != net.spec.in_channels:

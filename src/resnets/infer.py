@@ -22,6 +22,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from resnets.data.images import open_rgb, upright_rgb
+from resnets.data.transforms import SubtractMeanImage
 from resnets.errors import InputError, ResNetsError, WeightsError
 from resnets.models.zoo import ZOO
 from resnets.runtime.optimize import optimize
@@ -216,6 +217,7 @@ def preprocessing(meta: WeightsMeta, in_channels: int = 3) -> Callable[[Any], to
     goes to `input_size` and the centre is cropped, which for the square images of CIFAR and
     digits is the plain resize they were trained with, and never distorts other shapes.
     Networks trained on grayscale (one input channel, or metadata colour "L") see grayscale.
+    Weights trained with per-pixel mean subtraction (a recorded `mean_image`) get it subtracted.
     """
     height, width = input_hw(meta)
     gray = in_channels == 1 or meta.extra.get("color") == "L"
@@ -231,6 +233,9 @@ def preprocessing(meta: WeightsMeta, in_channels: int = 3) -> Callable[[Any], to
     else:
         steps.append(v2.Resize([height, width], antialias=True))
     steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if meta.extra.get("mean_image") is not None:  # per-pixel mean subtraction (sec. 4.2), as trained
+        steps.append(SubtractMeanImage(torch.as_tensor(meta.extra["mean_image"], dtype=torch.float32)))
+        return v2.Compose(steps)
     mean, std = meta.mean, meta.std
     if mean is None or std is None:
         mean, std = _zoo_stats(meta.model)

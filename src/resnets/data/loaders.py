@@ -73,6 +73,7 @@ class TensorLoader:
         device: torch.device | str = "cpu",
         rank: int = 0,
         world_size: int = 1,
+        mean_image: torch.Tensor | None = None,
     ) -> None:
         if train:
             check_tensor_augment(augment)
@@ -80,6 +81,7 @@ class TensorLoader:
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.mean_image = mean_image.to(device) if mean_image is not None else None
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.pad = pad if train and augment == "pad-crop" else 0
         self.flip = flip and train
@@ -114,7 +116,7 @@ class TensorLoader:
         for b in range(skip, len(self)):
             at = positions[b * size : (b + 1) * size]
             index = order[at].to(self.images.device, non_blocking=True)
-            x = normalize(self.images[index], self.mean, self.std)
+            x = normalize(self.images[index], self.mean, self.std, self.mean_image)
             if self.pad or self.flip:
                 x = crop_flip(x, top[at], left[at], flips[at], self.pad)
             yield x, self.labels[index]
@@ -232,14 +234,26 @@ def make_loader(
             device=device,
             rank=rank,
             world_size=world_size,
+            mean_image=data.mean_image,
         )
     if train:
         transform = folder_train_transform(
-            augment, data.input_size, pad=pad, flip=flip, mean=data.mean, std=data.std
+            augment,
+            data.input_size,
+            pad=pad,
+            flip=flip,
+            mean=data.mean,
+            std=data.std,
+            mean_image=data.mean_image,
         )
     else:
         transform = folder_eval_transform(
-            data.input_size, data.resize_size or data.input_size, mean=data.mean, std=data.std, crops=crops
+            data.input_size,
+            data.resize_size or data.input_size,
+            mean=data.mean,
+            std=data.std,
+            crops=crops,
+            mean_image=data.mean_image,
         )
     return FolderLoader(
         split,

@@ -16,6 +16,9 @@ from torchvision.transforms import v2
 from resnets.errors import DataError
 
 AUGMENTS = ("pad-crop", "resized-crop", "scale", "none")
+# per-channel: (x - mean) / std per channel; per-pixel-mean: x - the training set's mean image
+# (He et al. 2015, sec. 3.4 and 4.2: "with the per-pixel mean subtracted").
+NORMALIZATIONS = ("per-channel", "per-pixel-mean")
 TENSOR_AUGMENTS = ("pad-crop", "none")
 # The centre crop covers 87.5% of the resized shorter side: 224 of 256, as in the paper's
 # single-crop ImageNet evaluation (sec. 3.4) and torchvision's reference transforms.
@@ -28,15 +31,49 @@ def eval_resize(size: int) -> int:
     return int(round(size / CROP_FRACTION))
 
 
-def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (or 0..1 float) images -> float32 (x - mean) / std per channel."""
+def normalize(
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    mean_image: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """uint8 (or 0..1 float) images (N, C, H, W) -> float32 (x - mean) / std per channel, or
+    x - mean_image when a (C, H, W) mean image is given (per-pixel mean subtraction)."""
     x = images.float()
     if images.dtype == torch.uint8:
         x = x.div_(255.0)
+    if mean_image is not None:
+        return x.sub_(mean_image.to(x.device, x.dtype))
     shape = (1, -1, 1, 1)
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
     return x.sub_(m).div_(s)
+
+
+class SubtractMeanImage:
+    """x - mean_image for 0..1 float images (C, H, W) or stacks of them (..., C, H, W): per-pixel
+    mean subtraction (He et al. 2015, sec. 3.4 and 4.2) where v2.Normalize would go."""
+
+    def __init__(self, mean_image: torch.Tensor) -> None:
+        self.mean_image = mean_image.float()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.mean_image.to(x.device, x.dtype)
+
+    def __repr__(self) -> str:
+        return f"SubtractMeanImage(shape={tuple(self.mean_image.shape)})"
+
+
+def normalize_step(
+    mean: Sequence[float] | None, std: Sequence[float] | None, mean_image: torch.Tensor | None = None
+) -> list[Callable]:
+    """The last step of a pipeline: subtract `mean_image` when given, else v2.Normalize(mean, std)
+    when both are given, else nothing."""
+    if mean_image is not None:
+        return [SubtractMeanImage(mean_image)]
+    if mean is not None and std is not None:
+        return [v2.Normalize(list(mean), list(std))]
+    return []
 
 
 def check_tensor_augment(augment: str) -> None:
@@ -48,7 +85,14 @@ def check_tensor_augment(augment: str) -> None:
 
 
 def folder_train_transform(
-    augment: str, size: int, *, pad: int, flip: bool, mean: Sequence[float], std: Sequence[float]
+    augment: str,
+    size: int,
+    *,
+    pad: int,
+    flip: bool,
+    mean: Sequence[float],
+    std: Sequence[float],
+    mean_image: torch.Tensor | None = None,
 ) -> Callable:
     """Training pipeline for decoded RGB images.
 
@@ -56,6 +100,7 @@ def folder_train_transform(
     resized-crop: Inception-style random-resized crop (the modern recipe);
     scale: the paper's ImageNet scale augmentation (sec. 3.4): the shorter side resized to a
     random length in [256, 480] (for a 224 crop; scaled with `size`), then a random crop.
+    Normalised by `mean_image` (size x size) when given, else by `mean`/`std`.
     """
     if augment not in AUGMENTS:
         raise DataError(f"unknown augment {augment!r}; use one of {', '.join(AUGMENTS)}")
@@ -72,7 +117,8 @@ def folder_train_transform(
         steps += [v2.Resize(resize, antialias=True), v2.CenterCrop(size)]
     if flip:
         steps.append(v2.RandomHorizontalFlip())
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    steps += normalize_step(mean, std, mean_image)
     return v2.Compose(steps)
 
 
@@ -83,6 +129,7 @@ def folder_eval_transform(
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
     crops: int = 1,
+    mean_image: torch.Tensor | None = None,
 ) -> Callable:
     """Evaluation pipeline: shorter side to `resize`, then the centre crop (crops=1) or the four
     corners and centre plus their mirror images (crops=10, the paper's 10-crop testing, sec. 3.4),
@@ -95,8 +142,7 @@ def folder_eval_transform(
     else:
         raise DataError(f"eval crops must be 1 or 10, got {crops}")
     steps.append(v2.ToDtype(torch.float32, scale=True))
-    if mean is not None and std is not None:
-        steps.append(v2.Normalize(list(mean), list(std)))
+    steps += normalize_step(mean, std, mean_image)
     return v2.Compose(steps)
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from resnets.data import ImageData, load_data, make_loader
+from resnets.data.registry import with_normalization
 from resnets.errors import ResNetsError
 from resnets.models.create import create_model, resolve_spec
 from resnets.models.zoo import default_input_size
@@ -132,10 +133,10 @@ def build_run(config: TrainConfig, run_dir: Path, device: torch.device) -> Run:
 
 
 def load_training_data(config: TrainConfig) -> ImageData:
-    """The data `config` trains on, with its held-out split: what `train` loads, and what
-    `resnets eval RUN_DIR` loads again to evaluate on the run's own validation images (pass
-    `config.replace(data_dir=..., download=False)` to read it from elsewhere)."""
-    return load_data(
+    """The data `config` trains on, with its held-out split and its normalisation: what `train`
+    loads, and what `resnets eval RUN_DIR` loads again to evaluate on the run's own validation
+    images (pass `config.replace(data_dir=..., download=False)` to read it from elsewhere)."""
+    data = load_data(
         config.data,
         input_size=config.input_size,
         val_split=config.val_split,
@@ -146,6 +147,7 @@ def load_training_data(config: TrainConfig) -> ImageData:
         synthetic_classes=config.synthetic_classes,
         default_size=default_input_size(resolve_spec(config.model)),
     )
+    return with_normalization(data, config.normalize)
 
 
 def build_model(config: TrainConfig, data: ImageData) -> nn.Module:

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from resnets.data.transforms import NORMALIZATIONS
 from resnets.errors import ResNetsError
 from resnets.models.create import MODEL_OVERRIDES
 from resnets.runtime import device as runtime_device
@@ -120,6 +121,11 @@ class TrainConfig:
         ("auto", "pad-crop", "resized-crop", "scale", "none"),
     )
     pad: int = _f(4, "pad-crop: pixels of zero padding around the image before the random crop")
+    normalize: str = _f(
+        "per-channel",
+        "input normalisation: per-channel ((x - mean) / std, per channel, of the training images) or per-pixel-mean (x - the training images' mean image, paper sec. 3.4 and 4.2); recorded with the weights",
+        NORMALIZATIONS,
+    )
     flip: bool = _f(True, "random horizontal flips")
     eval_crops: int = _f(
         1, "final evaluation of folder data: 1 (centre crop) or 10 (paper's 10-crop testing)"

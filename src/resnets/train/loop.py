@@ -281,6 +281,9 @@ def weights_meta(run: Run, val_top1: float) -> WeightsMeta:
     """What model.safetensors records beside the weights: the network, its classes and the
     preprocessing that goes with them (so predict, eval and export need nothing else)."""
     data = run.data
+    normalization: dict[str, Any] = {"normalize": run.config.normalize}
+    if data.mean_image is not None:  # per-pixel mean: mean/std hold its channel means and ones
+        normalization["mean_image"] = torch.round(data.mean_image.double(), decimals=6).tolist()
     return WeightsMeta(
         model=run.config.model,
         spec=run.eval_model.spec.to_dict(),
@@ -297,5 +300,6 @@ def weights_meta(run: Run, val_top1: float) -> WeightsMeta:
             "preprocess": "resize to input_size"
             if data.resize_size is None
             else "resize shorter side to resize_size, centre crop input_size",
+            **normalization,
         },
     )

@@ -53,6 +53,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         schedule="step",
         milestones=[32_000, 48_000],
         gamma=0.1,
+        normalize="per-pixel-mean",  # "The network inputs are 32x32 images, with the per-pixel mean subtracted."
         augment="pad-crop",
         pad=4,
         flip=True,
@@ -61,6 +62,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # scale augmentation. A 224x224 crop is randomly sampled from an image or its horizontal
     # flip ... We use SGD with a mini-batch size of 256. The learning rate starts from 0.1 and is
     # divided by 10 when the error plateaus ... weight decay of 0.0001 and a momentum of 0.9."
+    # The crop is taken "with the per-pixel mean subtracted" (the mean image at 224 px, of resized
+    # and centre-cropped training images).
     # The plateaus are taken at epochs 30 and 60 of 90, as in torchvision's reference.
     "paper-imagenet": dict(
         model="resnet50_v1",
@@ -75,6 +78,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         milestones=[30, 60],
         gamma=0.1,
         input_size=224,
+        normalize="per-pixel-mean",
         augment="scale",
         flip=True,
         eval_crops=10,

@@ -42,6 +42,7 @@ def run_record(
             "in_channels": data.in_channels,
             "mean": list(data.mean),
             "std": list(data.std),
+            "normalize": config.normalize,
         },
         "model": {
             "name": config.model,
