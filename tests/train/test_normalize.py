@@ -99,3 +99,28 @@ def test_folder_pipelines_subtract_the_mean_image_instead_of_normalising(tmp_pat
 def test_an_unknown_normalisation_is_a_one_line_error(run_cli):
     result = run_cli("train", "--normalize", "per-image", "--print-config")
     assert result.code == 2 and "normalize must be one of per-channel, per-pixel-mean" in result.err
+
+
+def test_a_folder_trained_with_pad_crop_is_evaluated_whole_and_its_mean_image_is_of_whole_images(tmp_path):
+    """The CIFAR recipe on an ImageFolder of 8x8 images: the network trains on whole images, so
+    it is validated on whole images (no 0.875 zoom) minus the mean of the whole training images."""
+    from resnets.data import make_loader
+
+    rng = np.random.default_rng(0)
+    pixels = {}
+    for split, count in (("train", 6), ("val", 2)):
+        for label in ("a", "b"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(count):
+                array = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(array).save(tmp_path / split / label / f"{i}.png")
+                pixels.setdefault(split, []).append(array.transpose(2, 0, 1) / 255)
+    config = resolve_recipe(
+        "paper-cifar", data=str(tmp_path), input_size=8, model="basic:1-1-1:4-8-16", workers=0
+    )
+    data = load_training_data(config)
+    mean_image = np.mean(pixels["train"], axis=0)
+    np.testing.assert_allclose(data.mean_image.numpy(), mean_image, atol=1e-6)
+    (x, y), *_ = make_loader(data, "val", batch_size=100, workers=0).epoch(0)
+    np.testing.assert_allclose(x.numpy(), np.array(pixels["val"]) - mean_image, atol=1e-6)
+    assert data.resize_size is None  # recorded with the weights: predict resizes to 8, no zoom

@@ -147,6 +147,10 @@ def load_training_data(config: TrainConfig) -> ImageData:
         synthetic_classes=config.synthetic_classes,
         default_size=default_input_size(resolve_spec(config.model)),
     )
+    if not data.train.in_memory and config.augment == "pad-crop":
+        # pad-crop trains on the whole image at input_size (the CIFAR recipe): evaluate it whole
+        # too, not zoomed by the 0.875 centre crop of ImageNet-style evaluation.
+        data.resize_size = None
     return with_normalization(data, config.normalize)
 
 
