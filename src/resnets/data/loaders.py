@@ -25,6 +25,7 @@ from resnets.data.transforms import (
     folder_train_transform,
     normalize,
 )
+from resnets.errors import DataError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -216,10 +217,17 @@ def make_loader(
     rank: int = 0,
     world_size: int = 1,
     decode_on_device: bool = False,
+    lighting: float = 0.0,
 ) -> TensorLoader | FolderLoader:
-    """The loader for `data.train` (which='train', augmented, shuffled) or `data.val`."""
+    """The loader for `data.train` (which='train', augmented, shuffled) or `data.val`.
+
+    `lighting` (AlexNet's PCA colour noise, training only) needs image files: a DataError for
+    in-memory data.
+    """
     train = which == "train"
     split = data.train if train else data.val
+    if train and lighting and split.in_memory:
+        raise DataError("--lighting (AlexNet's PCA colour noise) needs an image folder, not in-memory data")
     if split.in_memory:
         return TensorLoader(
             split,
@@ -245,6 +253,7 @@ def make_loader(
             mean=data.mean,
             std=data.std,
             mean_image=data.mean_image,
+            lighting=lighting,
         )
     else:
         transform = folder_eval_transform(

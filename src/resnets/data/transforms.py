@@ -76,6 +76,44 @@ def normalize_step(
     return []
 
 
+# The principal components of ImageNet's RGB pixel values (0..1 scale) that AlexNet's colour
+# augmentation moves along (Krizhevsky et al. 2012, sec. 4.1), as fb.resnet.torch uses them
+# (datasets/imagenet.lua): eigenvalues, and eigenvectors as columns.
+IMAGENET_PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_PCA_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+
+class Lighting:
+    """AlexNet's PCA colour augmentation (Krizhevsky et al. 2012, sec. 4.1; He et al. 2015,
+    sec. 3.4: "the standard color augmentation in [21] is used"): add to every pixel of an RGB
+    image (3, H, W) on the 0..1 scale the offset eigvec @ (alpha * eigval), alpha ~ N(0, alphastd)
+    drawn once per image, as fb.resnet.torch's Lighting(0.1, ...) does."""
+
+    def __init__(
+        self,
+        alphastd: float,
+        eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
+        eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC,
+    ) -> None:
+        self.alphastd = alphastd
+        self.eigval = torch.tensor(eigval, dtype=torch.float32)
+        self.eigvec = torch.tensor(eigvec, dtype=torch.float32)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if self.alphastd == 0:
+            return image
+        alpha = torch.randn(3) * self.alphastd
+        offset = self.eigvec @ (alpha * self.eigval)
+        return image + offset.to(image.device, image.dtype).view(3, 1, 1)
+
+    def __repr__(self) -> str:
+        return f"Lighting(alphastd={self.alphastd})"
+
+
 def check_tensor_augment(augment: str) -> None:
     if augment not in TENSOR_AUGMENTS:
         raise DataError(
@@ -93,6 +131,7 @@ def folder_train_transform(
     mean: Sequence[float],
     std: Sequence[float],
     mean_image: torch.Tensor | None = None,
+    lighting: float = 0.0,
 ) -> Callable:
     """Training pipeline for decoded RGB images.
 
@@ -100,7 +139,8 @@ def folder_train_transform(
     resized-crop: Inception-style random-resized crop (the modern recipe);
     scale: the paper's ImageNet scale augmentation (sec. 3.4): the shorter side resized to a
     random length in [256, 480] (for a 224 crop; scaled with `size`), then a random crop.
-    Normalised by `mean_image` (size x size) when given, else by `mean`/`std`.
+    `lighting` > 0 adds AlexNet's PCA colour noise with that std (`Lighting`) before the
+    normalisation, by `mean_image` (size x size) when given, else by `mean`/`std`.
     """
     if augment not in AUGMENTS:
         raise DataError(f"unknown augment {augment!r}; use one of {', '.join(AUGMENTS)}")
@@ -118,6 +158,8 @@ def folder_train_transform(
     if flip:
         steps.append(v2.RandomHorizontalFlip())
     steps.append(v2.ToDtype(torch.float32, scale=True))
+    if lighting:
+        steps.append(Lighting(lighting))
     steps += normalize_step(mean, std, mean_image)
     return v2.Compose(steps)
 

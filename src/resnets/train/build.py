@@ -201,6 +201,7 @@ def build_loaders(config: TrainConfig, data: ImageData, device: torch.device, mi
         augment=augment,
         pad=config.pad,
         flip=config.flip,
+        lighting=config.lighting,
         **common,
     )
     val_loader = make_loader(data, "val", batch_size=micro_batch * config.accum_steps, **common)

@@ -127,6 +127,10 @@ class TrainConfig:
         NORMALIZATIONS,
     )
     flip: bool = _f(True, "random horizontal flips")
+    lighting: float = _f(
+        0.0,
+        "image folders: AlexNet's PCA colour noise, the std of its per-image coefficients (0 = off; paper-imagenet: 0.1, as fb.resnet.torch)",
+    )
     eval_crops: int = _f(
         1, "final evaluation of folder data: 1 (centre crop) or 10 (paper's 10-crop testing)"
     )
@@ -223,6 +227,8 @@ class TrainConfig:
             raise ResNetsError("ema_decay must be in (0, 1)")
         if self.pad < 0:
             raise ResNetsError("pad must be >= 0")
+        if self.lighting < 0:
+            raise ResNetsError("lighting must be >= 0")
         if self.reset_head and not self.weights:
             raise ResNetsError("reset_head needs weights to start from (--weights PATH)")
         if self.compile_mode is not None and not self.compile:

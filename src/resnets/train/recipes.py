@@ -81,6 +81,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         normalize="per-pixel-mean",
         augment="scale",
         flip=True,
+        lighting=0.1,  # "The standard color augmentation in [21] is used": AlexNet's, sec. 4.1
         eval_crops=10,
     ),
     "modern": dict(
