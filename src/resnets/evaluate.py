@@ -10,10 +10,11 @@ from typing import Any
 import torch
 
 from resnets.data import load_data, make_loader
+from resnets.data.transforms import multiscale_sizes
 from resnets.errors import DataError, WeightsError
 from resnets.plots import plot_confusion
 from resnets.runtime.device import resolve_device
-from resnets.runtime.metrics import evaluate
+from resnets.runtime.metrics import evaluate, evaluate_multiscale
 from resnets.runtime.optimize import optimize
 from resnets.text import shorten, size_hw
 from resnets.train.build import load_training_data
@@ -33,6 +34,7 @@ def evaluate_run(
     model: str | None = None,
     precision: str = "fp32",
     compile: bool | None = None,
+    multi_scale: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Evaluate a run's weights on `data` (default: the run's own validation split).
@@ -45,7 +47,10 @@ def evaluate_run(
     per_class, the unreadable files skipped, and, when the run was set for 10-crop testing
     (sec. 3.4) on image files, the 10-crop top-1/top-5/loss. With `out` (a folder, created if
     need be), also writes the confusion matrix (rows true class, columns predicted) there as
-    confusion_matrix.png and adds its path as "confusion_matrix".
+    confusion_matrix.png and adds its path as "confusion_matrix". `multi_scale` (image folders)
+    adds the fully-convolutional multi-scale testing of sec. 3.4 (whole images, shorter side at
+    each of data.transforms.multiscale_sizes, softmax scores averaged): top1_multiscale,
+    top5_multiscale, loss_multiscale and the scales.
 
     Raises WeightsError for unreadable weights or weights without class names, DataError for
     data that does not fit the model (classes, channels) or a bare weights file without `data`.
@@ -110,6 +115,19 @@ def evaluate_run(
         )
         ten_result = evaluate(fast, ten.epoch(0), dataset.num_classes)
         report.update(top1_10crop=ten_result.top1, top5_10crop=ten_result.top5, loss_10crop=ten_result.loss)
+    if multi_scale:
+        sizes = multiscale_sizes(_single_size(meta.input_size) or dataset.input_size)
+        eager = optimize(net, mode="infer", device=dev, precision=precision, compile=False)  # any size
+        views = [
+            make_loader(dataset, "val", batch_size=1, device=dev, workers=workers, scale=s) for s in sizes
+        ]
+        scaled = evaluate_multiscale(eager, (v.epoch(0) for v in views), dataset.num_classes)
+        report.update(
+            top1_multiscale=scaled.top1,
+            top5_multiscale=scaled.top5,
+            loss_multiscale=scaled.loss,
+            scales=sizes,
+        )
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         png = Path(out) / "confusion_matrix.png"

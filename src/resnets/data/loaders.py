@@ -22,6 +22,7 @@ from resnets.data.seeds import mix_seed
 from resnets.data.transforms import (
     check_tensor_augment,
     folder_eval_transform,
+    folder_scale_transform,
     folder_train_transform,
     normalize,
 )
@@ -218,16 +219,31 @@ def make_loader(
     world_size: int = 1,
     decode_on_device: bool = False,
     lighting: float = 0.0,
+    scale: int | None = None,
 ) -> TensorLoader | FolderLoader:
     """The loader for `data.train` (which='train', augmented, shuffled) or `data.val`.
 
-    `lighting` (AlexNet's PCA colour noise, training only) needs image files: a DataError for
-    in-memory data.
+    `lighting` (AlexNet's PCA colour noise, training only) and `scale` (evaluation of whole
+    images with the shorter side resized to `scale`, one image a batch: a scale of multi-scale
+    testing, sec. 3.4) need image files: a DataError for in-memory data. At a `scale`, a
+    per-pixel mean image (made for input_size) gives way to its channel means (data.mean).
     """
     train = which == "train"
     split = data.train if train else data.val
-    if train and lighting and split.in_memory:
-        raise DataError("--lighting (AlexNet's PCA colour noise) needs an image folder, not in-memory data")
+    if (train and lighting or scale is not None) and split.in_memory:
+        what = "--lighting (AlexNet's PCA colour noise)" if lighting else "multi-scale testing"
+        raise DataError(f"{what} needs an image folder, not in-memory data")
+    if scale is not None and not train:
+        return FolderLoader(
+            split,
+            folder_scale_transform(scale, mean=data.mean, std=data.std),
+            batch_size=1,
+            train=False,
+            workers=workers,
+            device=device,
+            rank=rank,
+            world_size=world_size,
+        )
     if split.in_memory:
         return TensorLoader(
             split,

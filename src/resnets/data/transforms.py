@@ -20,6 +20,9 @@ AUGMENTS = ("pad-crop", "resized-crop", "scale", "none")
 # (He et al. 2015, sec. 3.4 and 4.2: "with the per-pixel mean subtracted").
 NORMALIZATIONS = ("per-channel", "per-pixel-mean")
 TENSOR_AUGMENTS = ("pad-crop", "none")
+# Sec. 3.4: "we adopt the fully-convolutional form ... and average the scores at multiple scales
+# (images are resized such that the shorter side is in {224, 256, 384, 480, 640})".
+MULTI_SCALES = (224, 256, 384, 480, 640)
 # The centre crop covers 87.5% of the resized shorter side: 224 of 256, as in the paper's
 # single-crop ImageNet evaluation (sec. 3.4) and torchvision's reference transforms.
 CROP_FRACTION = 0.875
@@ -186,6 +189,25 @@ def folder_eval_transform(
     steps.append(v2.ToDtype(torch.float32, scale=True))
     steps += normalize_step(mean, std, mean_image)
     return v2.Compose(steps)
+
+
+def multiscale_sizes(input_size: int) -> tuple[int, ...]:
+    """The shorter sides (pixels) of the paper's multi-scale testing for a network trained at
+    `input_size`: {224, 256, 384, 480, 640} (sec. 3.4) scaled by input_size / 224."""
+    return tuple(round(s * input_size / 224) for s in MULTI_SCALES)
+
+
+def folder_scale_transform(
+    shorter: int, *, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> Callable:
+    """The whole image with its shorter side resized to `shorter` pixels (no crop), normalised:
+    one scale of fully-convolutional multi-scale testing (sec. 3.4)."""
+    steps: list[Callable] = [
+        v2.ToImage(),
+        v2.Resize(shorter, antialias=True),
+        v2.ToDtype(torch.float32, scale=True),
+    ]
+    return v2.Compose(steps + normalize_step(mean, std))
 
 
 def _stack(crops: Sequence[torch.Tensor]) -> torch.Tensor:
