@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from resnets.data import ImageData, load_data, make_loader
+from resnets.data.datasets import split_indices, subset
 from resnets.data.registry import with_normalization
 from resnets.errors import ResNetsError
 from resnets.models.create import create_model, resolve_spec
@@ -133,9 +134,10 @@ def build_run(config: TrainConfig, run_dir: Path, device: torch.device) -> Run:
 
 
 def load_training_data(config: TrainConfig) -> ImageData:
-    """The data `config` trains on, with its held-out split and its normalisation: what `train`
-    loads, and what `resnets eval RUN_DIR` loads again to evaluate on the run's own validation
-    images (pass `config.replace(data_dir=..., download=False)` to read it from elsewhere)."""
+    """The data `config` trains on, with its held-out split, its subsets and its normalisation
+    (from the training images it keeps): what `train` loads, and what `resnets eval RUN_DIR`
+    loads again to evaluate on the run's own validation images (pass
+    `config.replace(data_dir=..., download=False)` to read it from elsewhere)."""
     data = load_data(
         config.data,
         input_size=config.input_size,
@@ -147,6 +149,10 @@ def load_training_data(config: TrainConfig) -> ImageData:
         synthetic_classes=config.synthetic_classes,
         default_size=default_input_size(resolve_spec(config.model)),
     )
+    for name, count in (("train", config.train_subset), ("val", config.val_subset)):
+        split = getattr(data, name)
+        if count is not None and count < len(split):  # a fixed stratified share of each class
+            setattr(data, name, subset(split, split_indices(split.labels, count, config.split_seed)[1]))
     if not data.train.in_memory and config.augment == "pad-crop":
         # pad-crop trains on the whole image at input_size (the CIFAR recipe): evaluate it whole
         # too, not zoomed by the 0.875 centre crop of ImageNet-style evaluation.

@@ -51,6 +51,11 @@ class TrainConfig:
         "hold out this fraction (< 1) or number of training images for validation instead of the dataset's own val/test part",
     )
     split_seed: int = _f(0, "seed of the held-out split (fixed, so resume and eval see the same images)")
+    train_subset: int | None = _f(
+        None,
+        "train on a fixed stratified subset of this many training images (quick experiments; the smoke scale of 'resnets reproduce')",
+    )
+    val_subset: int | None = _f(None, "validate on a fixed stratified subset of this many validation images")
     synthetic_count: int = _f(512, "images in --data synthetic")
     synthetic_classes: int = _f(10, "classes in --data synthetic")
     workers: int | None = _f(None, "DataLoader worker processes for image folders (default: min(8, CPUs))")
@@ -216,7 +221,7 @@ class TrainConfig:
         for name in ("batch_size", "checkpoint_every", "keep_last", "accum_steps"):
             if getattr(self, name) < 1:
                 raise ResNetsError(f"{name} must be >= 1")
-        for name in ("checkpoint_every_steps", "lr_base_batch"):
+        for name in ("checkpoint_every_steps", "lr_base_batch", "train_subset", "val_subset"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ResNetsError(f"{name} must be >= 1")
         if self.lr <= 0:
