@@ -4,12 +4,14 @@ loader; and `evaluate_run` for `resnets eval` on a run directory or a weights fi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from resnets.data import load_data, make_loader
+from resnets.data import ImageData, load_data, make_loader
 from resnets.data.transforms import multiscale_sizes
 from resnets.errors import DataError, WeightsError
 from resnets.plots import plot_confusion
@@ -18,7 +20,9 @@ from resnets.runtime.metrics import evaluate, evaluate_multiscale
 from resnets.runtime.optimize import optimize
 from resnets.text import shorten, size_hw
 from resnets.train.build import load_training_data
+from resnets.train.config import TrainConfig
 from resnets.train.run_dir import read_run_config
+from resnets.weights.format import WeightsMeta
 from resnets.weights.load import find_weights, load_model
 
 
@@ -56,6 +60,72 @@ def evaluate_run(
     data that does not fit the model (classes, channels) or a bare weights file without `data`.
     """
 
+    loaded = load_for_eval(path, data=data, data_dir=data_dir, model=model, **overrides)
+    net, dataset, config, name = loaded.net, loaded.data, loaded.config, loaded.name
+    weights, meta = loaded.weights, loaded.meta
+    batch_size = batch_size or (config.batch_size if config is not None else 256)
+    dev = resolve_device(device)
+    fast = optimize(net, mode="infer", device=dev, precision=precision, compile=compile)
+    crops = config.eval_crops if (config is not None and not dataset.val.in_memory) else 1
+    loader = make_loader(dataset, "val", batch_size=batch_size, device=dev, workers=workers, crops=1)
+    result = evaluate(fast, loader.epoch(0), dataset.num_classes)
+    report = {"weights": str(weights), "data": name, **result.to_dict(dataset.classes)}
+    if loader.skipped:
+        report["skipped"] = loader.skipped
+    if crops == 10:
+        ten = make_loader(
+            dataset, "val", batch_size=max(1, batch_size // 10), device=dev, workers=workers, crops=10
+        )
+        ten_result = evaluate(fast, ten.epoch(0), dataset.num_classes)
+        report.update(top1_10crop=ten_result.top1, top5_10crop=ten_result.top5, loss_10crop=ten_result.loss)
+    if multi_scale:
+        sizes = multiscale_sizes(_single_size(meta.input_size) or dataset.input_size)
+        eager = optimize(net, mode="infer", device=dev, precision=precision, compile=False)  # any size
+        views = [
+            make_loader(dataset, "val", batch_size=1, device=dev, workers=workers, scale=s) for s in sizes
+        ]
+        scaled = evaluate_multiscale(eager, (v.epoch(0) for v in views), dataset.num_classes)
+        report.update(
+            top1_multiscale=scaled.top1,
+            top5_multiscale=scaled.top5,
+            loss_multiscale=scaled.loss,
+            scales=sizes,
+        )
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        png = Path(out) / "confusion_matrix.png"
+        plot_confusion(png, result.confusion, dataset.classes, title=f"{meta.model} on {name}")
+        report["confusion_matrix"] = str(png)
+    return report
+
+
+@dataclass
+class EvalData:
+    """A network and the data to evaluate it on, preprocessed as its weights record."""
+
+    weights: Path  # the weights file
+    net: nn.Module  # on the CPU, in eval mode
+    meta: WeightsMeta
+    data: ImageData  # its val split is what to evaluate on
+    name: str  # what the data is called in reports
+    config: TrainConfig | None  # the run's, when the weights are a run's
+
+
+def load_for_eval(
+    path: str | Path,
+    *,
+    data: str | None = None,
+    data_dir: str | None = None,
+    model: str | None = None,
+    **overrides: Any,
+) -> EvalData:
+    """The network of a run directory or weights file (`model` names a foreign file's network,
+    with model `overrides`), and `data` (default: the run's own validation split) preprocessed
+    as the weights record: mean/std or the per-pixel mean image, input and resize size.
+
+    Raises WeightsError for unreadable weights or weights without class names, DataError for
+    data that does not fit the model (classes, channels) or a bare weights file without `data`.
+    """
     weights, run_dir = find_weights(Path(path))
     net, meta = load_model(weights, "cpu", model=model, **overrides)
     if meta.classes is None:
@@ -67,8 +137,6 @@ def evaluate_run(
         config = read_run_config(run_dir)
     if data is None and config is None:
         raise DataError(f"{weights} is not inside a run directory; pass --data to say what to evaluate on")
-    batch_size = batch_size or (config.batch_size if config is not None else 256)
-    dev = resolve_device(device)
     if data is None:
         assert config is not None
         dataset = load_training_data(config.replace(data_dir=data_dir or config.data_dir, download=False))
@@ -102,38 +170,7 @@ def evaluate_run(
         raise DataError(
             f"{data}: {dataset.in_channels}-channel images, but the model takes {net.spec.in_channels}"
         )
-    fast = optimize(net, mode="infer", device=dev, precision=precision, compile=compile)
-    crops = config.eval_crops if (config is not None and not dataset.val.in_memory) else 1
-    loader = make_loader(dataset, "val", batch_size=batch_size, device=dev, workers=workers, crops=1)
-    result = evaluate(fast, loader.epoch(0), dataset.num_classes)
-    report = {"weights": str(weights), "data": name, **result.to_dict(dataset.classes)}
-    if loader.skipped:
-        report["skipped"] = loader.skipped
-    if crops == 10:
-        ten = make_loader(
-            dataset, "val", batch_size=max(1, batch_size // 10), device=dev, workers=workers, crops=10
-        )
-        ten_result = evaluate(fast, ten.epoch(0), dataset.num_classes)
-        report.update(top1_10crop=ten_result.top1, top5_10crop=ten_result.top5, loss_10crop=ten_result.loss)
-    if multi_scale:
-        sizes = multiscale_sizes(_single_size(meta.input_size) or dataset.input_size)
-        eager = optimize(net, mode="infer", device=dev, precision=precision, compile=False)  # any size
-        views = [
-            make_loader(dataset, "val", batch_size=1, device=dev, workers=workers, scale=s) for s in sizes
-        ]
-        scaled = evaluate_multiscale(eager, (v.epoch(0) for v in views), dataset.num_classes)
-        report.update(
-            top1_multiscale=scaled.top1,
-            top5_multiscale=scaled.top5,
-            loss_multiscale=scaled.loss,
-            scales=sizes,
-        )
-    if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        png = Path(out) / "confusion_matrix.png"
-        plot_confusion(png, result.confusion, dataset.classes, title=f"{meta.model} on {name}")
-        report["confusion_matrix"] = str(png)
-    return report
+    return EvalData(weights=weights, net=net, meta=meta, data=dataset, name=name, config=config)
 
 
 def _single_size(size) -> int | None:
