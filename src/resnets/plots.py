@@ -12,7 +12,7 @@ import torch
 from resnets.atomic import atomic_write
 
 
-def _figure(width: float, height: float) -> Any:
+def figure(width: float, height: float) -> Any:
     """A matplotlib Figure on the Agg canvas (no display). matplotlib is imported here, when a
     figure is drawn, not when `resnets` is imported (it costs ~0.4 s)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -23,10 +23,15 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a figure as a PNG, atomically (temporary file, fsync, rename)."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
 def plot_curves(path: Path, history: Sequence[dict[str, Any]], title: str = "") -> None:
     """Loss and top-1 accuracy against epoch, train and val: curves.png (matplotlib, Agg)."""
     epochs = [r["epoch"] for r in history]
-    fig = _figure(10, 4)
+    fig = figure(10, 4)
     loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(epochs, [r["train_loss"] for r in history], label="train")
     loss_ax.plot(epochs, [r["val_loss"] for r in history], label="val")
@@ -48,7 +53,7 @@ def plot_confusion(path: Path, confusion: torch.Tensor, classes: list[str], titl
     n = len(classes)
     share = confusion.double() / confusion.sum(1, keepdim=True).clamp_min(1)
     side = min(24.0, max(5.0, 0.45 * n + 2))
-    fig = _figure(side, side)
+    fig = figure(side, side)
     ax = fig.subplots()
     image = ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
