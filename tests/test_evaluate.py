@@ -157,3 +157,40 @@ def test_multi_scale_testing_of_in_memory_data_is_a_one_line_error():
 
     with pytest.raises(DataError, match="multi-scale testing needs an image folder"):
         make_loader(load_data("synthetic", synthetic_count=100), "val", batch_size=4, scale=32)
+
+
+def test_weights_recorded_without_a_resize_are_evaluated_on_whole_folder_images(tmp_path, run_cli):
+    """A CIFAR-style network (input 8, no resize size recorded) on an ImageFolder: eval sees the
+    whole image, as predict does and as it was trained, not a centre crop of a 9-px resize."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from resnets import create_model
+    from resnets.weights import WeightsMeta, save_weights
+
+    torch.manual_seed(0)
+    model = create_model("basic:1-1-1:4-8-16", num_classes=2).eval()
+    mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
+    meta = WeightsMeta(
+        model="tiny", spec=model.spec.to_dict(), classes=["a", "b"], mean=mean, std=std, input_size=8
+    )
+    save_weights(model, tmp_path / "w.safetensors", meta)
+    rng = np.random.default_rng(1)
+    loss = 0.0
+    for split in ("train", "val"):
+        for label in (0, 1):
+            (tmp_path / "data" / split / "ab"[label]).mkdir(parents=True)
+            pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / split / "ab"[label] / "0.png")
+            x = torch.as_tensor(pixels).permute(2, 0, 1).float() / 255
+            x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+            with torch.no_grad():
+                loss -= torch.log_softmax(model(x[None]), 1)[0, label].item() / 2 if split == "val" else 0
+    result = run_cli(
+        "eval", tmp_path / "w.safetensors", "--data", tmp_path / "data", "--json", "--workers", "0",
+        "--device", "cpu", "--out", tmp_path,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["loss"] == pytest.approx(loss, rel=1e-5)

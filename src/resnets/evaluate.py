@@ -164,8 +164,8 @@ def load_for_eval(
     dataset.mean, dataset.std = tuple(meta.mean or dataset.mean), tuple(meta.std or dataset.std)
     if meta.extra.get("mean_image") is not None:  # per-pixel mean subtraction, as trained
         dataset.mean_image = torch.as_tensor(meta.extra["mean_image"], dtype=torch.float32)
-    if meta.resize_size:
-        dataset.resize_size = meta.resize_size
+    if meta.input_size is not None:  # the recorded protocol, as predict applies it: no resize
+        dataset.resize_size = meta.resize_size  # recorded means the whole image, not a 0.875 zoom
     if dataset.in_channels != net.spec.in_channels:
         raise DataError(
             f"{data}: {dataset.in_channels}-channel images, but the model takes {net.spec.in_channels}"
