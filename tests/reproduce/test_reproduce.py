@@ -17,6 +17,7 @@ from resnets.reproduce.plan import SCALES
 from resnets.train.build import load_training_data
 from resnets.train.run_dir import read_run_config
 
+SMOKE, PAPER = SCALES["smoke"], SCALES["paper"]  # as shipped (the fixture below shrinks "smoke")
 TINY = Scale("smoke", iterations=2, batch_size=16, train_subset=320, val_subset=20)
 
 
@@ -78,6 +79,8 @@ def test_fig6_trains_each_network_once_and_writes_its_report(fig6, spy):
     assert "smoke-scale run" in text and "| ResNet-32 |" in text
     assert any(f.startswith("degradation (the deeper plain net") for f in report.findings)
     assert any(f.startswith("no degradation for ResNets") for f in report.findings)
+    twins = next(f for f in report.findings if f.startswith("the ResNet ends with a lower training error"))
+    assert "20 layers" in twins and "32 layers" in twins
     plan = events[0]
     assert plan.kind == "plan" and plan.total == 4 and plan.estimate.runs == 4 and plan.estimate.seconds > 0
     assert [e.kind for e in events[1:]] == ["start", "done"] * 4
@@ -86,7 +89,14 @@ def test_fig6_trains_each_network_once_and_writes_its_report(fig6, spy):
 def test_table6_and_fig1_after_fig6_reuse_its_runs_and_train_nothing(fig6, spy, run_cli):
     out, _, _ = fig6
     trained = len(spy)
-    result = run_cli("reproduce", "table6", "--depths", "20,32", "--out", out, "--device", "cpu")
+    threads = torch.get_num_threads()
+    try:  # the device and the threads say how a run goes, not what it is: still reused
+        result = run_cli(
+            "reproduce", "table6", "--depths", "20,32", "--out", out, "--device", "cpu", "--threads", 1
+        )
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert result.code == 0, result.err
     assert "2 finished already (reused)" in result.out and "expected time" not in result.out
     rows = read_csv(out / "table6.csv")
@@ -94,8 +104,11 @@ def test_table6_and_fig1_after_fig6_reuse_its_runs_and_train_nothing(fig6, spy, 
         ("ResNet-20", "269722", "0.27M"), ("ResNet-32", "464154", "0.46M"),
     ]  # fmt: skip
     assert "| ResNet-20 | 269.72K (269,722) | 0.27M |" in (out / "table6.md").read_text()
+    assert (out / "table6.png").read_bytes()[:4] == b"\x89PNG"
     report = reproduce("fig1", data="digits", scale=TINY, depths=(20, 32), out=out)
-    assert report.files["png"].is_file() and len(spy) == trained  # nothing trained again
+    assert set(report.files) == {"markdown", "csv", "curves_csv", "png"} and len(spy) == trained
+    assert all(path.stat().st_size > 0 for path in report.files.values())
+    assert [r["network"] for r in read_csv(report.files["csv"])] == ["plain-20", "plain-32"]
 
 
 def test_fig7_measures_what_hooks_measure_on_inputs_normalised_here(fig6, spy):
@@ -103,6 +116,8 @@ def test_fig7_measures_what_hooks_measure_on_inputs_normalised_here(fig6, spy):
     trained = len(spy)
     report = reproduce("fig7", data="digits", scale=TINY, depths=(20, 32), out=out)
     assert len(spy) == trained
+    assert set(report.files) == {"markdown", "csv", "runs_csv", "png"}
+    assert all(path.stat().st_size > 0 for path in report.files.values())
     rows = read_csv(report.files["csv"])
     config = read_run_config(out / "runs" / "resnet20-seed0")
     data = load_training_data(config)  # the run's images as uint8, normalised below by hand
@@ -180,3 +195,93 @@ def test_a_folder_of_another_configuration_is_refused_and_bad_requests_are_one_l
     assert result.code == 2 and "no plain-1202" in result.err
     assert run_cli("reproduce", "fig8").code == 2
     assert run_cli("reproduce", "table6", "--depths", "twenty").code == 2
+
+
+def test_the_paper_scale_is_the_papers_recipe_and_the_smoke_scale_scales_batch_and_lr_together():
+    from resnets.reproduce.plan import run_config
+
+    paper = run_config("resnet110", 0, data="cifar10", scale=PAPER)
+    # sec. 4.2: batch 128, lr 0.1, /10 at 32k and 48k, stop at 64k, wd 1e-4, momentum 0.9,
+    # 0.01 until the training error is below 80% for ResNet-110; all 50k images, 10k test
+    assert (paper.batch_size, paper.lr, paper.iterations, paper.milestones) == (
+        128,
+        0.1,
+        64_000,
+        [32_000, 48_000],
+    )
+    assert (paper.weight_decay, paper.momentum, paper.warmup_lr, paper.warmup_until_error) == (
+        1e-4,
+        0.9,
+        0.01,
+        0.8,
+    )
+    assert (paper.val_split, paper.train_subset, paper.val_subset) == (None, None, None)
+    assert (paper.normalize, paper.augment, paper.pad, paper.flip) == ("per-pixel-mean", "pad-crop", 4, True)
+    smoke = run_config("resnet110", 0, data="digits", scale=SMOKE)
+    assert smoke.batch_size * smoke.iterations == 64 * 128  # the images of 1/1000 of the paper's training
+    assert smoke.lr == pytest.approx(0.1 * smoke.batch_size / 128)  # the linear scaling rule
+    assert smoke.warmup_lr == pytest.approx(smoke.lr / 10) and smoke.milestones == [128, 192]
+    assert (smoke.pad, smoke.flip) == (2, False)  # 16-px digits: 1/8 of the side, and never mirrored
+
+
+def test_the_expected_time_interpolates_the_timed_steps_by_multiply_adds(monkeypatch, tmp_path):
+    from resnets import summary
+    from resnets.reproduce.plan import run_config
+    from resnets.reproduce.runs import FINISHED, PlannedRun, estimate
+
+    timed = {"resnet20": 0.1, "resnet110": 0.5}  # seconds a step, as if measured
+    monkeypatch.setattr(resnets.reproduce.runs, "time_steps", lambda model, *args, **kwargs: timed[model])
+
+    def planned(model, state="new", done=0):
+        config = run_config(model, 0, data="digits", scale=TINY).replace(iterations=100)
+        return PlannedRun(model, 0, config, tmp_path / model, state=state, steps_done=done)
+
+    runs = [
+        planned("resnet20"),
+        planned("resnet56", done=40),
+        planned("resnet110"),
+        planned("resnet32", FINISHED, 100),
+    ]
+    result = estimate(runs, (1, 16, 16), val_images=0, train_images=10_000)
+    m20, m56, m110 = (summary(name).macs for name in ("resnet20", "resnet56", "resnet110"))
+    t56 = 0.1 + 0.4 * (m56 - m20) / (m110 - m20)  # on the line through the two timed networks
+    assert result.seconds == pytest.approx(100 * 0.1 + 60 * t56 + 100 * 0.5)
+    assert (result.runs, result.steps, result.probe, result.step_seconds) == (3, 260, "resnet20", 0.1)
+    # one evaluation of the test images per epoch, a third of a training step per image
+    with_eval = estimate(runs[:1], (1, 16, 16), val_images=48, train_images=16 * 50)  # 2 epochs of 50
+    assert with_eval.seconds == pytest.approx((100 + 2 * 48 / 16 / 3) * 0.1)
+
+
+def result(model, train_error, seed=0):
+    from resnets.reproduce.runs import RunResult
+
+    return RunResult(model, seed, None, 0, test_error=0.5, train_error=train_error, seconds=1.0, steps=1)
+
+
+def test_the_findings_say_observed_only_when_the_numbers_show_it():
+    from resnets.reproduce.report import by_network, degradation_findings
+
+    seen = degradation_findings(by_network([result("plain20", 0.1), result("plain56", 0.3), result("resnet20", 0.08), result("resnet56", 0.05)]))  # fmt: skip
+    assert seen[0].startswith("degradation") and ": observed in this run: plain-56 ends at 30.00%" in seen[0]
+    assert seen[1].startswith("no degradation for ResNets") and ": observed in this run" in seen[1]
+    assert "observed in this run (20 layers 8.00% vs 10.00%, 56 layers 5.00% vs 30.00%)" in seen[2]
+    # mean over seeds: plain-56 (0.05 + 0.09) / 2 = 7% is below plain-20's 10%
+    unseen = degradation_findings(by_network([result("plain20", 0.1), result("plain56", 0.05), result("plain56", 0.09, seed=1), result("resnet20", 0.08), result("resnet56", 0.2)]))  # fmt: skip
+    assert all(": not observed" in f for f in unseen) and "plain-56 ends at 7.00%" in unseen[0]
+
+
+def test_the_response_findings_compare_twins_and_depths():
+    from resnets.inspect.responses import LayerResponse
+    from resnets.reproduce.report import response_findings
+    from resnets.reproduce.responses import Responses
+
+    def net(label, stds):
+        layers = [LayerResponse(i + 1, f"bn{i}", "conv1", 16, s, 0.0, 100) for i, s in enumerate(stds)]
+        return Responses(label, "w", "d", 10, layers)
+
+    nets = [net("plain-20", [2.0, 2.0]), net("ResNet-20", [1.0, 2.0]), net("ResNet-56", [1.0, 1.0, 1.0, 1.5])]
+    found = response_findings(nets)
+    assert found[0] == "ResNet-20's responses smaller than plain-20's: observed (mean std 1.5000 vs 2.0000)"
+    assert found[1].startswith("the deeper ResNet has smaller responses: observed")
+    nets[2] = net("ResNet-56", [2.0, 2.0, 2.0, 2.0])
+    assert response_findings(nets)[1].startswith("the deeper ResNet has smaller responses: not observed")

@@ -78,6 +78,7 @@ def reproduce(
     data_dir: str = "data",
     download: bool = False,
     iterations: int | None = None,
+    threads: int | None = None,
     console: bool = False,
     on_event: Callable[[Event], None] | None = None,
 ) -> Report:
@@ -90,8 +91,10 @@ def reproduce(
     folder; default: digits for smoke, cifar10 for paper), into out/runs/<network>-seed<k>
     (default out: reproduction/<data>-<scale>). A finished run found there is reused, an
     interrupted one resumed from its last checkpoint. `depths` replaces the experiment's depths
-    for each of its families. `on_event` hears of the plan (with the expected time), each run's
-    start and end; `console` shows training's progress bar.
+    for each of its families. `threads` sets torch's CPU threads (in this process: the training,
+    the timing and the measuring; a run's `threads` does not make it another run). `on_event`
+    hears of the plan (with the expected time), each run's start and end; `console` shows
+    training's progress bar.
 
     Raises ResNetsError for an unknown experiment or depth, data that cannot be read, or an out
     folder holding runs of another configuration.
@@ -100,6 +103,10 @@ def reproduce(
         raise ResNetsError(f"unknown experiment {experiment!r}; choose from {', '.join(EXPERIMENTS)}")
     if seeds < 1:
         raise ResNetsError("--seeds must be >= 1")
+    if threads is not None:
+        if threads < 1:
+            raise ResNetsError("--threads must be >= 1")
+        torch.set_num_threads(threads)
     exp = EXPERIMENTS[experiment]
     if scale is None:
         scale = default_scale(device)
@@ -117,7 +124,7 @@ def reproduce(
         for seed in range(seeds):
             config = run_config(
                 model, seed, data=data, scale=scale, device=device, data_dir=data_dir, download=download
-            )
+            ).replace(threads=threads)
             runs.append(find_run(model, seed, config, folder / "runs" / run_name(model, seed)))
     dataset = load_training_data(runs[0].config)  # fails here, before any training, if unreadable
     shape = (dataset.in_channels, dataset.input_size, dataset.input_size)

@@ -71,13 +71,14 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 @dataclass(frozen=True)
 class Scale:
-    """How long each network trains: `iterations` of `batch_size` images, the lr divided by 10
-    at 1/2 and 3/4 of them (32k and 48k of 64k, sec. 4.2), on at most `train_subset` training
-    and `val_subset` test images (fixed stratified subsets; None: all)."""
+    """How long each network trains: `iterations` of `batch_size` images from learning rate
+    `lr`, divided by 10 at 1/2 and 3/4 of them (32k and 48k of 64k, sec. 4.2), on at most
+    `train_subset` training and `val_subset` test images (fixed stratified subsets; None: all)."""
 
     name: str
     iterations: int
     batch_size: int = 128
+    lr: float = 0.1
     train_subset: int | None = None
     val_subset: int | None = None
     note: str = ""
@@ -95,14 +96,20 @@ class Scale:
         return replace(self, iterations=iterations)
 
 
+# The smoke scale trains on the images of 64 of the paper's iterations (1/1000 of its training),
+# in mini-batches of 32 with the learning rate scaled with the batch (0.1 x 32/128, the linear
+# scaling rule of Goyal et al. 2017): 64 steps of 128 at lr 0.1 are too few for the 44-layer and
+# deeper ResNets to recover from their first unstable steps, 256 steps of 32 are not.
 SCALES: dict[str, Scale] = {
     "paper": Scale("paper", 64_000, note="the paper's schedule and all the data"),
     "smoke": Scale(
         "smoke",
-        64,
+        256,
+        batch_size=32,
+        lr=0.025,
         train_subset=2_500,
         val_subset=1_000,
-        note="1/1000 of the paper's schedule, at most 2,500 training and 1,000 test images",
+        note="the images of 1/1000 of the paper's training, at most 2,500 training and 1,000 test images",
     ),
 }
 
@@ -119,7 +126,8 @@ def run_config(
 ) -> TrainConfig:
     """The `paper-cifar` recipe (sec. 4.2: SGD, lr 0.1 / 10 at 1/2 and 3/4 of training, wd 1e-4,
     momentum 0.9, batch 128, pad-4 crop + flip, per-pixel mean, the ResNet-110 warm-up; all 50k
-    training images, the 10k test images) for `model` and `seed` at `scale`.
+    training images, the 10k test images) for `model` and `seed` at `scale` (its iterations,
+    batch, learning rate and subsets; the warm-up's lr stays a tenth of the scale's).
 
     The bundled digits (16x16) are padded by 2 pixels (4 at 32 px) and not mirrored: a mirrored
     digit is another symbol.
@@ -134,12 +142,17 @@ def run_config(
         iterations=scale.iterations,
         milestones=scale.milestones,
         batch_size=scale.batch_size,
+        lr=scale.lr,
         train_subset=scale.train_subset,
         val_subset=scale.val_subset,
     )
     if data == "digits":
         overrides.update(pad=2, flip=False)
-    return resolve_recipe("paper-cifar", **overrides)
+    config = resolve_recipe("paper-cifar", **overrides)
+    if config.warmup_until_error is not None and config.warmup_lr is not None:
+        # the ResNet-110 warm-up at a tenth of the scale's learning rate, as 0.01 is of 0.1
+        config = config.replace(warmup_lr=config.warmup_lr * scale.lr / 0.1).validate()
+    return config
 
 
 def same_experiment(a: TrainConfig, b: TrainConfig) -> list[str]:

@@ -132,7 +132,8 @@ def read_result(run: PlannedRun) -> RunResult:
 
 @dataclass
 class Estimate:
-    """Expected seconds for the runs left, from `step_seconds` measured here for `probe`."""
+    """Expected seconds for the runs left, from `step_seconds` measured here for `probe` (the
+    smallest network left; the largest one is timed too)."""
 
     seconds: float
     steps: int
@@ -145,26 +146,33 @@ class Estimate:
 def estimate(
     runs: list[PlannedRun], shape: tuple[int, int, int], val_images: int, train_images: int
 ) -> Estimate:
-    """Time a few training steps of the smallest network left on this device, at the data's
-    image `shape` (C, H, W) and the runs' batch, and scale them by each network's multiply-adds
-    (inspect.summary) and remaining steps, plus one evaluation of `val_images` per epoch (a
-    forward pass, a third of a training step per image)."""
+    """Time a few training steps of the smallest and the largest network left on this device,
+    at the data's image `shape` (C, H, W) and the runs' batch; a network's step costs what the
+    straight line through those two in multiply-adds (inspect.summary) says (a step has costs
+    that do not grow with depth, so a ratio of multiply-adds alone overstates deep networks).
+    Each run costs its remaining steps, plus one evaluation of `val_images` per epoch (a
+    forward pass: a third of a training step per image)."""
     left = [r for r in runs if r.steps_left]
     if not left:
         return Estimate(0.0, 0, 0, "", 0.0, "")
     config = left[0].config
-    probe = min((r.model for r in left), key=macs)
+    small = min((r.model for r in left), key=macs)
+    large = max((r.model for r in left), key=macs)
     device = resolve_device(config.device)
-    per_step = time_steps(probe, shape, config.batch_size, device)
-    base = macs(probe)
+    t_small = time_steps(small, shape, config.batch_size, device)
+    t_large = time_steps(large, shape, config.batch_size, device) if macs(large) > macs(small) else t_small
+    span = max(1, macs(large) - macs(small))
+
+    def per_step(model: str) -> float:
+        return t_small + (t_large - t_small) * (macs(model) - macs(small)) / span
+
     steps_per_epoch = max(1, train_images // config.batch_size)
     total = 0.0
     for run in left:
-        ratio = macs(run.model) / base
         epochs = -(-run.steps_left // steps_per_epoch)
         evaluation = epochs * val_images / config.batch_size / 3
-        total += (run.steps_left + evaluation) * per_step * ratio
-    return Estimate(total, sum(r.steps_left for r in left), len(left), probe, per_step, str(device))
+        total += (run.steps_left + evaluation) * per_step(run.model)
+    return Estimate(total, sum(r.steps_left for r in left), len(left), small, t_small, str(device))
 
 
 @functools.cache
