@@ -127,6 +127,7 @@ def reproduce(
             ).replace(threads=threads)
             runs.append(find_run(model, seed, config, folder / "runs" / run_name(model, seed)))
     dataset = load_training_data(runs[0].config)  # fails here, before any training, if unreadable
+    folder.mkdir(parents=True, exist_ok=True)  # and here, before any training, if unwritable
     shape = (dataset.in_channels, dataset.input_size, dataset.input_size)
     expected = estimate(runs, shape, len(dataset.val), len(dataset.train))
     notify(Event("plan", total=len(runs), estimate=expected, reused=sum(r.state == FINISHED for r in runs)))
@@ -172,7 +173,6 @@ def reproduce(
         device=str(resolve_device(device)),
         torch_version=torch.__version__,
     )
-    folder.mkdir(parents=True, exist_ok=True)
     if experiment == "table6":
         return write_table6(folder, results, context)
     if experiment in ("fig1", "fig6"):
