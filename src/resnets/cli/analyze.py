@@ -50,7 +50,8 @@ def add_analyze(sub: argparse._SubParsersAction) -> None:
         "--out", help="folder for responses.csv and .png (default: the run directory or the weights' folder)"
     )
     r.add_argument("--json", action="store_true", help="print JSON (model, data, images, mean_std, layers)")
-    r.set_defaults(func=run_responses, command="analyze responses")  # errors: "resnets analyze responses: ..."
+    # errors read "resnets analyze responses: error: ...", as argparse's own do
+    r.set_defaults(func=run_responses, command="analyze responses")
 
 
 def run_responses(args: argparse.Namespace) -> int:
