@@ -21,6 +21,16 @@ SMOKE, PAPER = SCALES["smoke"], SCALES["paper"]  # as shipped (the fixture below
 TINY = Scale("smoke", iterations=2, batch_size=16, train_subset=320, val_subset=20)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These networks are tiny: one torch thread trains them fastest, and several times faster
+    than two when the cores are busy with other work. Restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def spy():
     """Counts the training calls of every reproduction in this module."""
