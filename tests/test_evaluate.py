@@ -141,3 +141,110 @@ def test_eval_on_a_folder_of_class_folders_matches_classes_by_name_and_counts_th
     code, _, err = run_cli("eval", weights, "--data", tmp_path / "test", "--device", "cpu")
     assert code == 2 and err.count("\n") == 1
     assert "horse" in err and "cat, dog, zebra" in err and "cat, horse, zebra" in err
+
+
+def test_multiscale_testing_averages_each_images_softmax_over_the_scales():
+    small = torch.tensor([[2.0, 0.0], [0.0, 1.0]])  # two images at the first scale
+    large = torch.tensor([[0.0, 3.0], [0.0, 2.0]])  # the same two at the second
+    model = Fixed(torch.cat([small, large]))
+    x, y = torch.zeros(1, 1, 1, 1), torch.tensor([0, 1])
+    scales = [[(x, y[:1]), (x, y[1:])], [(x, y[:1]), (x, y[1:])]]
+    from resnets.runtime.metrics import evaluate_multiscale
+
+    result = evaluate_multiscale(model, scales, 2)
+    p = (torch.softmax(small, 1) + torch.softmax(large, 1)) / 2
+    assert result.loss == pytest.approx(-(p[0, 0].log() + p[1, 1].log()).item() / 2)
+    assert result.top1 == ((p[0].argmax() == 0).item() + (p[1].argmax() == 1).item()) / 2
+
+
+def test_eval_multi_scale_runs_the_whole_image_at_each_of_the_papers_scaled_sizes(tmp_path, run_cli):
+    """Sec. 3.4: shorter side in {224, 256, 384, 480, 640} (for a network trained at 8 px:
+    8, 9, 14, 17, 23), the whole image (fully convolutional), softmax scores averaged."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
+
+    from resnets import create_model
+    from resnets.weights import WeightsMeta, save_weights
+
+    torch.manual_seed(0)
+    model = create_model("basic:1-1-1:4-8-16", num_classes=2).eval()
+    mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
+    meta = WeightsMeta(
+        model="tiny", spec=model.spec.to_dict(), classes=["a", "b"], mean=mean, std=std, input_size=8
+    )
+    save_weights(model, tmp_path / "w.safetensors", meta)
+    rng = np.random.default_rng(0)
+    expected_loss, images = 0.0, []
+    for split in ("train", "val"):
+        for label, (h, w) in zip(["a", "b"], [(10, 14), (12, 9)]):
+            (tmp_path / "data" / split / label).mkdir(parents=True)
+            pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / split / label / "0.png")
+            if split == "val":
+                images.append((torch.as_tensor(pixels).permute(2, 0, 1), ["a", "b"].index(label)))
+    for image, label in images:
+        probs = []
+        for side in (8, 9, 14, 17, 23):
+            x = TF.resize(image, [side], antialias=True).float() / 255
+            x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+            with torch.no_grad():
+                probs.append(torch.softmax(model(x[None]), 1)[0])
+            assert min(x.shape[1:]) == side
+        expected_loss -= torch.stack(probs).mean(0)[label].log().item() / len(images)
+    result = run_cli(
+        "eval", tmp_path / "w.safetensors", "--data", tmp_path / "data", "--multi-scale", "--json",
+        "--device", "cpu", "--workers", "0", "--out", tmp_path,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["scales"] == [8, 9, 14, 17, 23]
+    assert report["loss_multiscale"] == pytest.approx(expected_loss, rel=1e-5)
+    assert report["loss_multiscale"] != pytest.approx(report["loss"], rel=1e-3)  # not the centre crop
+
+
+def test_multi_scale_testing_of_in_memory_data_is_a_one_line_error():
+    from resnets.data import load_data, make_loader
+    from resnets.errors import DataError
+
+    with pytest.raises(DataError, match="multi-scale testing needs an image folder"):
+        make_loader(load_data("synthetic", synthetic_count=100), "val", batch_size=4, scale=32)
+
+
+def test_weights_recorded_without_a_resize_are_evaluated_on_whole_folder_images(tmp_path, run_cli):
+    """A CIFAR-style network (input 8, no resize size recorded) on an ImageFolder: eval sees the
+    whole image, as predict does and as it was trained, not a centre crop of a 9-px resize."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from resnets import create_model
+    from resnets.weights import WeightsMeta, save_weights
+
+    torch.manual_seed(0)
+    model = create_model("basic:1-1-1:4-8-16", num_classes=2).eval()
+    mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
+    meta = WeightsMeta(
+        model="tiny", spec=model.spec.to_dict(), classes=["a", "b"], mean=mean, std=std, input_size=8
+    )
+    save_weights(model, tmp_path / "w.safetensors", meta)
+    rng = np.random.default_rng(1)
+    loss = 0.0
+    for split in ("train", "val"):
+        for label in (0, 1):
+            (tmp_path / "data" / split / "ab"[label]).mkdir(parents=True)
+            pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / split / "ab"[label] / "0.png")
+            x = torch.as_tensor(pixels).permute(2, 0, 1).float() / 255
+            x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+            with torch.no_grad():
+                loss -= torch.log_softmax(model(x[None]), 1)[0, label].item() / 2 if split == "val" else 0
+    result = run_cli(
+        "eval", tmp_path / "w.safetensors", "--data", tmp_path / "data", "--json", "--workers", "0",
+        "--device", "cpu", "--out", tmp_path,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["loss"] == pytest.approx(loss, rel=1e-5)

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from resnets.data import ImageData, load_eval_data, make_loader
+from resnets.data.transforms import multiscale_sizes
 from resnets.errors import DataError, WeightsError
 from resnets.plots import plot_confusion
+from resnets.preprocess import Preprocess
 from resnets.runtime.device import resolve_device
-from resnets.runtime.metrics import evaluate
+from resnets.runtime.metrics import evaluate, evaluate_multiscale
 from resnets.runtime.optimize import optimize
 from resnets.text import shorten
 from resnets.train.build import load_training_data
+from resnets.train.config import TrainConfig
 from resnets.train.run_dir import read_run_config
-from resnets.weights.format import preprocess_of
+from resnets.weights.format import WeightsMeta, preprocess_of
 from resnets.weights.load import checkpoint_note, find_weights, load_model
 from resnets.weights.sources import is_assumed
 
@@ -44,6 +49,7 @@ def evaluate_run(
     progress: bool = False,
     preprocess: dict[str, Any] | None = None,
     accept_changed_data: bool = False,
+    multi_scale: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Evaluate a run's weights on `data` (default: the run's own validation split, as recorded
@@ -69,13 +75,113 @@ def evaluate_run(
     checkpoint: which weights these are), the unreadable files skipped, and, when the run was set
     for 10-crop testing (sec. 3.4) on image files, the 10-crop top-1/top-5/loss. With `out` (a
     folder, created if need be), also writes the confusion matrix there as confusion_matrix.png
-    and adds its path as "confusion_matrix".
+    and adds its path as "confusion_matrix". `multi_scale` (image folders) adds the
+    fully-convolutional multi-scale testing of sec. 3.4 (whole images, shorter side at each of
+    data.transforms.multiscale_sizes, softmax scores averaged): top1_multiscale, top5_multiscale,
+    loss_multiscale and the scales.
 
     Raises WeightsError for unreadable weights or weights without class names, DataError for
     data that does not fit the model (class names, channels) or a bare weights file without
     `data`, InputError for bad `preprocess` settings.
     """
 
+    loaded = load_for_eval(
+        path,
+        data=data,
+        data_dir=data_dir,
+        model=model,
+        preprocess=preprocess,
+        accept_changed_data=accept_changed_data,
+        **overrides,
+    )
+    net, dataset, config, name = loaded.net, loaded.data, loaded.config, loaded.name
+    weights, meta, record = loaded.weights, loaded.meta, loaded.preprocess
+    batch_size = batch_size or (config.batch_size if config is not None else 256)
+    dev = resolve_device(device)
+    fast = optimize(net, mode="infer", device=dev, precision=precision, compile=compile)
+    crops = config.eval_crops if (config is not None and not dataset.val.in_memory) else 1
+    common: dict[str, Any] = dict(device=dev, workers=workers, preprocess=record)
+    loader = make_loader(dataset, "val", batch_size=batch_size, crops=1, **common)
+    result = evaluate(fast, progress_bar(loader.epoch(0), len(loader), progress), dataset.num_classes)
+    report = {
+        "weights": str(weights),
+        "data": name,
+        **result.to_dict(dataset.classes),
+        "confusion": {"classes": dataset.classes, "counts": result.confusion.tolist()},
+        "classes_matched_by": loaded.matched_by,
+        "preprocess": {k: v for k, v in record.to_dict().items() if k != "mean_image"},
+        "preprocess_assumed": is_assumed(record),
+    }
+    if note := checkpoint_note(meta):  # an unfinished run: say which weights these are
+        report["weights_note"] = note
+    if dataset.messages:
+        report["notes"] = dataset.messages
+    if loader.skipped:
+        report["skipped"] = loader.skipped
+    if crops == 10:
+        ten = make_loader(dataset, "val", batch_size=max(1, batch_size // 10), crops=10, **common)
+        ten_result = evaluate(
+            fast, progress_bar(ten.epoch(0), len(ten), progress, "10-crop"), dataset.num_classes
+        )
+        report.update(top1_10crop=ten_result.top1, top5_10crop=ten_result.top5, loss_10crop=ten_result.loss)
+    if multi_scale:
+        sizes = multiscale_sizes(record.input_size[0])
+        eager = optimize(net, mode="infer", device=dev, precision=precision, compile=False)  # any size
+        views = [make_loader(dataset, "val", batch_size=1, scale=s, **common) for s in sizes]
+        scaled = evaluate_multiscale(
+            eager,
+            (progress_bar(v.epoch(0), len(v), progress, f"scale {s}") for v, s in zip(views, sizes)),
+            dataset.num_classes,
+        )
+        report.update(
+            top1_multiscale=scaled.top1,
+            top5_multiscale=scaled.top5,
+            loss_multiscale=scaled.loss,
+            scales=sizes,
+        )
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        png = Path(out) / "confusion_matrix.png"
+        plot_confusion(png, result.confusion, dataset.classes, title=f"{meta.model} on {name}")
+        report["confusion_matrix"] = str(png)
+    return report
+
+
+@dataclass
+class EvalData:
+    """A network and the data to evaluate it on, with the pipeline its weights record."""
+
+    weights: Path  # the weights file
+    net: nn.Module  # on the CPU, in eval mode
+    meta: WeightsMeta
+    data: ImageData  # its val split is what to evaluate on, its classes the weights'
+    name: str  # what the data is called in reports
+    config: TrainConfig | None  # the run's, when the weights are a run's
+    preprocess: Preprocess  # the evaluation pipeline: make_loader(data, "val", preprocess=...)
+    matched_by: str  # how the data's classes were matched to the weights' ("name" or "order")
+
+
+def load_for_eval(
+    path: str | Path,
+    *,
+    data: str | None = None,
+    data_dir: str | None = None,
+    model: str | None = None,
+    preprocess: dict[str, Any] | None = None,
+    accept_changed_data: bool = False,
+    **overrides: Any,
+) -> EvalData:
+    """The network of a run directory or weights file (`model` names a foreign file's network,
+    with model `overrides`), the pipeline its weights record (with `preprocess` settings on top)
+    and `data` (default: the run's own validation split, as recorded in split.json) with its
+    classes matched to the weights' by name: what `evaluate_run` and the tools that measure a
+    network on its test data (reproduce's responses) start from.
+
+    Raises WeightsError for unreadable weights or weights without class names, DataError for
+    data that does not fit the model (class names, channels), a folder changed since the run
+    (unless `accept_changed_data`) or a bare weights file without `data`, InputError for bad
+    `preprocess` settings.
+    """
     weights, run_dir = find_weights(Path(path))
     net, meta = load_model(weights, "cpu", model=model, **overrides)
     if meta.classes is None:
@@ -86,8 +192,6 @@ def evaluate_run(
     config = read_run_config(run_dir) if run_dir is not None else None
     if data is None and config is None:
         raise DataError(f"{weights} is not inside a run directory; pass --data to say what to evaluate on")
-    batch_size = batch_size or (config.batch_size if config is not None else 256)
-    dev = resolve_device(device)
     if data is None:
         assert config is not None
         here = config.replace(
@@ -109,38 +213,7 @@ def evaluate_run(
         raise DataError(
             f"{data}: {dataset.in_channels}-channel images, but the model takes {net.spec.in_channels}"
         )
-    fast = optimize(net, mode="infer", device=dev, precision=precision, compile=compile)
-    crops = config.eval_crops if (config is not None and not dataset.val.in_memory) else 1
-    common: dict[str, Any] = dict(device=dev, workers=workers, preprocess=record)
-    loader = make_loader(dataset, "val", batch_size=batch_size, crops=1, **common)
-    result = evaluate(fast, progress_bar(loader.epoch(0), len(loader), progress), dataset.num_classes)
-    report = {
-        "weights": str(weights),
-        "data": name,
-        **result.to_dict(dataset.classes),
-        "confusion": {"classes": dataset.classes, "counts": result.confusion.tolist()},
-        "classes_matched_by": matched_by,
-        "preprocess": {k: v for k, v in record.to_dict().items() if k != "mean_image"},
-        "preprocess_assumed": is_assumed(record),
-    }
-    if note := checkpoint_note(meta):  # an unfinished run: say which weights these are
-        report["weights_note"] = note
-    if dataset.messages:
-        report["notes"] = dataset.messages
-    if loader.skipped:
-        report["skipped"] = loader.skipped
-    if crops == 10:
-        ten = make_loader(dataset, "val", batch_size=max(1, batch_size // 10), crops=10, **common)
-        ten_result = evaluate(
-            fast, progress_bar(ten.epoch(0), len(ten), progress, "10-crop"), dataset.num_classes
-        )
-        report.update(top1_10crop=ten_result.top1, top5_10crop=ten_result.top5, loss_10crop=ten_result.loss)
-    if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        png = Path(out) / "confusion_matrix.png"
-        plot_confusion(png, result.confusion, dataset.classes, title=f"{meta.model} on {name}")
-        report["confusion_matrix"] = str(png)
-    return report
+    return EvalData(weights, net, meta, dataset, name, config, record, matched_by)
 
 
 def progress_bar(batches: Iterable, total: int, show: bool, what: str = "eval") -> Iterable:

@@ -12,7 +12,7 @@ import torch
 from resnets.atomic import atomic_write
 
 
-def _figure(width: float, height: float) -> Any:
+def figure(width: float, height: float) -> Any:
     """A matplotlib Figure on the Agg canvas (no display). matplotlib is imported here, when a
     figure is drawn, not when `resnets` is imported (it costs ~0.4 s)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -23,12 +23,17 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a figure as a PNG, atomically (temporary file, fsync, rename)."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
 def plot_curves(path: Path, history: Sequence[dict[str, Any]], title: str = "") -> None:
     """curves.png: `curves_figure` of a run's per-epoch `history` (metrics.csv's rows), written
     atomically. The training loop rewrites it as epochs pass, so a long run can be watched and an
     interrupted one keeps it."""
     fig = curves_figure(history, title)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    save_figure(fig, path)
 
 
 def curves_figure(history: Sequence[dict[str, Any]], title: str = "") -> Any:
@@ -40,7 +45,7 @@ def curves_figure(history: Sequence[dict[str, Any]], title: str = "") -> Any:
 
     epochs = [r["epoch"] for r in history]
     best = max(history, key=lambda r: r["val_top1"]) if history else None
-    fig = _figure(14, 4)
+    fig = figure(14, 4)
     loss_ax, acc_ax, lr_ax = fig.subplots(1, 3)
     style = dict(marker="o", markersize=3, linewidth=1.2)
     tiny = 1e-8  # a loss of exactly 0 still has a place on the log axis
@@ -81,7 +86,7 @@ def plot_confusion(path: Path, confusion: torch.Tensor, classes: list[str], titl
     n = len(classes)
     share = confusion.double() / confusion.sum(1, keepdim=True).clamp_min(1)
     side = min(24.0, max(5.0, 0.45 * n + 2))
-    fig = _figure(side, side)
+    fig = figure(side, side)
     ax = fig.subplots()
     image = ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
@@ -96,4 +101,4 @@ def plot_confusion(path: Path, confusion: torch.Tensor, classes: list[str], titl
                     ax.text(j, i, int(confusion[i, j]), ha="center", va="center", color=color, fontsize=8)
     ax.set(xlabel="predicted class", ylabel="true class", title=title or "confusion matrix")
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    save_figure(fig, path)

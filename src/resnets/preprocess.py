@@ -30,7 +30,9 @@ from resnets.errors import InputError
 from resnets.text import size_hw
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
-NORMALIZATIONS = ("channel", "per-pixel-mean")
+# per-channel: (x - mean) / std per channel; per-pixel-mean: x - the training set's mean image
+# (He et al. 2015, sec. 3.4 and 4.2: "with the per-pixel mean subtracted").
+NORMALIZATIONS = ("per-channel", "per-pixel-mean")
 COLORS = ("RGB", "L")
 # Beyond this aspect ratio the long side is cut (around the centre) before resizing: resizing a
 # 1x40000 strip to a 224 shorter side would allocate 9 gigapixels only to keep a 224x224 centre.
@@ -67,7 +69,7 @@ class Preprocess:
     interpolation: str = "bilinear"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    normalize: str = "channel"
+    normalize: str = "per-channel"
     color: str = "RGB"
     source: str = ""
     mean_image: torch.Tensor | None = field(default=None, compare=False, repr=False)
@@ -95,7 +97,7 @@ class Preprocess:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(float(v) for v in value))
-        if (self.mean is None) != (self.std is None) and self.normalize == "channel":
+        if (self.mean is None) != (self.std is None) and self.normalize == "per-channel":
             raise InputError("mean and std go together: give both or neither")
         if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
             raise InputError(f"{len(self.mean)} mean values but {len(self.std)} std values")

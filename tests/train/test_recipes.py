@@ -13,8 +13,8 @@ from resnets.train.step import build_optimizer
 def test_paper_cifar_is_section_4_2():
     c = resolve_recipe("paper-cifar")
     assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.batch_size) == ("sgd", 0.1, 0.9, 1e-4, 128)
-    assert (c.iterations, c.val_split, c.augment, c.pad, c.flip) == (64_000, 5_000, "pad-crop", 4, True)
-    schedule = Schedule.from_config(c, steps_per_epoch=45_000 // 128)
+    assert (c.iterations, c.augment, c.pad, c.flip) == (64_000, "pad-crop", 4, True)
+    schedule = Schedule.from_config(c, steps_per_epoch=50_000 // 128)
     assert schedule.total_steps == 64_000
     lrs = [schedule(i) for i in (0, 31_999, 32_000, 47_999, 48_000, 63_999)]
     assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
@@ -63,6 +63,25 @@ def test_train_says_whether_the_paper_warm_up_is_on_and_why(run_cli):
     assert err.startswith(
         "note: warm-up off, as set (--warmup-until-error none), although sec. 4.2 would warm up resnet110\n"
     )
+
+
+def test_paper_cifar_2016_holds_0_01_for_the_first_400_iterations_then_the_2015_schedule():
+    """He et al. 2016, appendix: 0.01 for the first 400 iterations, then back to 0.1."""
+    c = resolve_recipe("paper-cifar-2016")
+    assert c.model == "preact_resnet164" and c.warmup_until_error is None
+    s = Schedule.from_config(c, steps_per_epoch=390)
+    lrs = [s(i) for i in (0, 1, 200, 399, 400, 31_999, 32_000, 48_000, 63_999)]
+    assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.1, 0.1, 0.01, 0.001, 0.001])
+    # the same warm-up on any recipe, from the command line; linear stays the default shape
+    linear = Schedule.from_config(resolve_recipe("paper-cifar", warmup=400, warmup_lr=0.01), 390)
+    assert linear(200) == pytest.approx(0.01 + 0.09 * 200 / 400)
+
+
+def test_warmup_shape_is_a_flag_and_checked(run_cli):
+    args = ["train", "--recipe", "paper-cifar", "--warmup", "400", "--warmup-lr", "0.01"]
+    shown = json.loads(run_cli(*args, "--warmup-shape", "constant", "--print-config", "json").out)
+    assert (shown["warmup"], shown["warmup_lr"], shown["warmup_shape"]) == (400, 0.01, "constant")
+    assert run_cli(*args, "--warmup-shape", "cosine", "--print-config").code == 2
 
 
 def test_warm_up_holds_the_low_lr_exactly_while_the_running_training_error_is_above_threshold(tmp_path):
@@ -188,3 +207,9 @@ def test_a_config_written_before_the_width_rename_still_reads():
     old["width"] = old.pop("width_multiplier")
     old["width"] = 0.5
     assert TrainConfig.from_dict(old).width_multiplier == 0.5
+
+
+def test_train_help_says_which_split_paper_cifar_uses(run_cli):
+    text = " ".join(run_cli("train", "--help").out.split())
+    assert "paper-cifar trains on all 50,000 CIFAR training images" in text
+    assert "--val-split 5000 holds out the 45k/5k" in text

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
@@ -147,3 +148,39 @@ def test_tensorboard_logs_every_epochs_metrics_at_its_step(tmp_path, run_cli):
         logged = events.Scalars(key)
         assert [e.step for e in logged] == [int(r["step"]) for r in rows], key
         assert [e.value for e in logged] == pytest.approx([float(r[key]) for r in rows], rel=1e-5), key
+
+
+def test_paper_cifar_trains_on_every_training_image_and_validates_on_the_test_set(tmp_path):
+    """The reported numbers are of networks trained on all 50k images and tested on the 10k test
+    set; the 45k/5k split that chose the schedule is `val_split=5000` (here 20 of 50)."""
+    from resnets.train import resolve_recipe
+    from resnets.train.build import load_training_data
+
+    written = write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=10, test=20)
+    data = load_training_data(resolve_recipe("paper-cifar", data=str(tmp_path)))
+    assert (len(data.train), len(data.val)) == (50, 20)
+    assert data.val.labels.tolist() == written["test_labels"]
+    held = load_training_data(resolve_recipe("paper-cifar", data=str(tmp_path), val_split=20))
+    assert (len(held.train), len(held.val)) == (30, 20)
+    assert set(held.val.labels.tolist()) <= set(written["train_labels"])
+
+
+def test_subsets_are_fixed_stratified_shares_of_each_split_and_the_mean_is_of_the_kept_images():
+    from resnets.data import load_data
+    from resnets.train import resolve_recipe
+    from resnets.train.build import load_training_data
+
+    config = resolve_recipe("default", data="synthetic", synthetic_count=200, synthetic_classes=4)
+    whole = load_data("synthetic", synthetic_count=200, synthetic_classes=4)
+    small = config.replace(train_subset=40, val_subset=20, normalize="per-pixel-mean")
+    data = load_training_data(small)
+    assert (len(data.train), len(data.val)) == (40, 20)
+    assert data.train.labels.bincount().tolist() == [10, 10, 10, 10]  # every class its share
+    assert data.val.labels.bincount().tolist() == [5, 5, 5, 5]
+    # drawn from their own splits, the same ones every time (resume and eval see them again)
+    rows = {tuple(im.flatten().tolist()) for im in whole.train.images}
+    assert all(tuple(im.flatten().tolist()) in rows for im in data.train.images)
+    assert torch.equal(load_training_data(small).train.images, data.train.images)
+    torch.testing.assert_close(data.mean_image, data.train.images.double().mean(0).float() / 255)
+    bigger = load_training_data(config.replace(train_subset=10_000))  # more than there is: all of it
+    assert len(bigger.train) == len(whole.train)

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from resnets.cli.analyze import add_analyze
 from resnets.cli.bench import add_bench
 from resnets.cli.common import EXIT_USAGE, OneLineParser
 from resnets.cli.convert import add_convert
@@ -23,6 +24,7 @@ from resnets.cli.explain import add_explain
 from resnets.cli.export import add_export
 from resnets.cli.inspect import add_list, add_summary
 from resnets.cli.predict import add_predict
+from resnets.cli.reproduce import add_reproduce
 from resnets.cli.train import add_train
 from resnets.errors import ResNetsError
 from resnets.version import __version__
@@ -37,6 +39,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_explain,
     add_export,
     add_convert,
+    add_reproduce,
+    add_analyze,
 ]
 
 

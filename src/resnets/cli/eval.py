@@ -64,6 +64,13 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     )
     add_inference_options(p)
     p.add_argument(
+        "--multi-scale",
+        action="store_true",
+        help="image folders: also the paper's fully-convolutional multi-scale testing (sec. 3.4): "
+        "whole images with the shorter side at 224, 256, 384, 480 and 640 px (scaled for other "
+        "input sizes), softmax scores averaged",
+    )
+    p.add_argument(
         "--out",
         help="folder for confusion_matrix.png (default: the run directory, or the weights file's folder)",
     )
@@ -91,9 +98,7 @@ def run_eval(args: argparse.Namespace) -> int:
         model=args.model,
         precision=args.precision,
         compile=args.compile,
-        progress=True,  # on a terminal only
-        preprocess=preprocess_overrides(args),
-        accept_changed_data=args.accept_changed_data,
+        multi_scale=args.multi_scale,
         **model_overrides(args),
     )
     if "weights_note" in report:
@@ -110,6 +115,11 @@ def run_eval(args: argparse.Namespace) -> int:
     print(f"top-1 {100 * report['top1']:.2f}%  top-5 {100 * report['top5']:.2f}%  loss {report['loss']:.4f}")
     if "top1_10crop" in report:
         print(f"10-crop: top-1 {100 * report['top1_10crop']:.2f}%  top-5 {100 * report['top5_10crop']:.2f}%")
+    if "top1_multiscale" in report:
+        print(
+            f"multi-scale {report['scales']}: top-1 {100 * report['top1_multiscale']:.2f}%  "
+            f"top-5 {100 * report['top5_multiscale']:.2f}%"
+        )
     width = max(len(c) for c in report["per_class"])
     print(f"{'class':<{width}}  accuracy")
     for name, acc in report["per_class"].items():

@@ -44,7 +44,10 @@ def add_train(sub: argparse._SubParsersAction) -> None:
             "  torchrun --nproc-per-node 4 -m resnets train --sync-bn --out runs/r50\n"
             "recipes: "
             + ", ".join(RECIPES)
-            + " (see docs/training.md; several processes or nodes: docs/distributed.md)"
+            + " (see docs/training.md; several processes or nodes: docs/distributed.md)\n"
+            "paper-cifar trains on all 50,000 CIFAR training images and validates on the 10,000 test\n"
+            "images, as the paper's reported numbers did; --val-split 5000 holds out the 45k/5k\n"
+            "train/val split the paper chose its schedule on (then validation is those 5,000)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -173,7 +173,13 @@ def load_test_folder(root: Path, preprocess: Preprocess) -> ImageData:
 
 def estimate_stats(files: list[str], size: int, resize: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean/std of up to STATS_SAMPLE training images (a fixed sample), as evaluated."""
+    x = sample_images(files, size, resize).transpose(0, 1).reshape(3, -1).double()
+    return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-3).tolist())
 
+
+def sample_images(files: list[str], size: int, resize: int | None) -> torch.Tensor:
+    """Up to STATS_SAMPLE of `files` (a fixed sample) as evaluated, (N, 3, size, size) on the 0..1
+    scale: what the statistics of a folder are estimated from. Raises DataError if none reads."""
     fitted = eval_transform(Preprocess((size, size), resize_size=resize), normalize=False)
 
     def transform(image):
@@ -188,8 +194,7 @@ def estimate_stats(files: list[str], size: int, resize: int) -> tuple[tuple[floa
             continue
     if not batch:
         raise DataError(f"none of {len(pick)} sampled training images could be read (e.g. {files[0]})")
-    x = torch.stack(batch).transpose(0, 1).reshape(3, -1).double()
-    return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-3).tolist())
+    return torch.stack(batch)
 
 
 class FolderDataset(torch.utils.data.Dataset):

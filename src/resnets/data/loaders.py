@@ -19,7 +19,13 @@ from resnets.data.datasets import ImageData, Split
 from resnets.data.device_decode import decode_batch
 from resnets.data.folder import FolderDataset, collate_skipping
 from resnets.data.seeds import mix_seed
-from resnets.data.transforms import check_tensor_augment, folder_train_transform, normalize
+from resnets.data.transforms import (
+    check_tensor_augment,
+    folder_scale_transform,
+    folder_train_transform,
+    normalize,
+)
+from resnets.errors import DataError
 from resnets.preprocess import Preprocess, eval_transform, normalize_batch
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -70,6 +76,7 @@ class TensorLoader:
         rank: int = 0,
         world_size: int = 1,
         preprocess: Preprocess | None = None,
+        mean_image: torch.Tensor | None = None,
     ) -> None:
         """`preprocess`, when given, normalises instead of `mean`/`std` (eval_transform's
         normalisation, per channel or per pixel)."""
@@ -80,6 +87,7 @@ class TensorLoader:
         self.labels = split.labels.to(device)
         self.mean, self.std = tuple(mean), tuple(std)
         self.preprocess = preprocess
+        self.mean_image = mean_image.to(device) if mean_image is not None else None
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.pad = pad if train and augment == "pad-crop" else 0
         self.flip = flip and train
@@ -118,7 +126,7 @@ class TensorLoader:
             if self.preprocess is not None:
                 x = normalize_batch(self.preprocess, images)
             else:
-                x = normalize(images, self.mean, self.std)
+                x = normalize(images, self.mean, self.std, self.mean_image)
             if self.pad or self.flip:
                 x = crop_flip(x, top[at], left[at], flips[at], self.pad)
             yield x, self.labels[index]
@@ -219,15 +227,40 @@ def make_loader(
     world_size: int = 1,
     decode_on_device: bool = False,
     preprocess: Preprocess | None = None,
+    lighting: float = 0.0,
+    scale: int | None = None,
 ) -> TensorLoader | FolderLoader:
     """The loader for `data.train` (which='train', augmented, shuffled) or `data.val`.
 
     Validation batches go through the evaluation pipeline `preprocess` (default: the data's own,
     `data.preprocess()`; `resnets eval` passes the weights' record): `eval_transform` for files,
-    its normalisation for in-memory images, which are at the input size already."""
+    its normalisation for in-memory images, which are at the input size already.
+
+    `lighting` (AlexNet's PCA colour noise, training only) and `scale` (evaluation of whole
+    images with the shorter side resized to `scale`, one image a batch: a scale of multi-scale
+    testing, sec. 3.4) need image files: a DataError for in-memory data. At a `scale`, a
+    per-pixel mean image (made for input_size) gives way to its channel means (the record's mean).
+    """
     train = which == "train"
     split = data.train if train else data.val
     record = preprocess if preprocess is not None else data.preprocess()
+    if (train and lighting or scale is not None) and split.in_memory:
+        what = "--lighting (AlexNet's PCA colour noise)" if lighting else "multi-scale testing"
+        raise DataError(f"{what} needs an image folder, not in-memory data")
+    if scale is not None and not train:
+        mean, std = record.mean, record.std
+        if mean is None and record.mean_image is not None:  # per-pixel: its channel means instead
+            mean, std = tuple(record.mean_image.mean((1, 2)).tolist()), (1.0,) * len(record.mean_image)
+        return FolderLoader(
+            split,
+            folder_scale_transform(scale, mean=mean, std=std),
+            batch_size=1,
+            train=False,
+            workers=workers,
+            device=device,
+            rank=rank,
+            world_size=world_size,
+        )
     if split.in_memory:
         return TensorLoader(
             split,
@@ -243,6 +276,7 @@ def make_loader(
             rank=rank,
             world_size=world_size,
             preprocess=None if train else record,
+            mean_image=data.mean_image,
         )
     if train:
         transform = folder_train_transform(
@@ -253,6 +287,8 @@ def make_loader(
             mean=data.mean,
             std=data.std,
             resize_size=data.resize_size,
+            mean_image=data.mean_image,
+            lighting=lighting,
         )
     else:
         transform = eval_transform(record, data.in_channels, crops=crops)

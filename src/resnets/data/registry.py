@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from resnets.data import cifar, digits, folder, synthetic
-from resnets.data.datasets import ImageData
+from resnets.data.datasets import ImageData, pixel_mean
 from resnets.data.split import Earlier, check_val_split
 from resnets.errors import DataError
-from resnets.preprocess import Preprocess
+from resnets.preprocess import NORMALIZATIONS, Preprocess
 
 
 def load_data(
@@ -106,3 +106,27 @@ def load_eval_data(
     if root is not None:
         return cifar.load_cifar(root, input_size=size)
     return folder.load_test_folder(path, preprocess)
+
+
+def with_normalization(data: ImageData, normalize: str) -> ImageData:
+    """`data` normalised the way `normalize` says (preprocess.NORMALIZATIONS): per-channel keeps
+    its mean/std; per-pixel-mean sets `mean_image` to the training split's mean image (He et al.
+    2015, sec. 3.4 and 4.2; for folders, of the STATS_SAMPLE images the per-channel statistics
+    come from, resized and centre-cropped as evaluated) and mean/std to its channel means and ones.
+
+    Raises DataError for an unknown normalisation.
+    """
+    if normalize not in NORMALIZATIONS:
+        raise DataError(f"unknown normalisation {normalize!r}; use one of {', '.join(NORMALIZATIONS)}")
+    if normalize == "per-channel":
+        return data
+    if data.train.images is not None:
+        image = pixel_mean(data.train.images)
+    else:
+        assert data.train.files is not None
+        size, resize = data.input_size, data.resize_size or data.input_size
+        image = folder.sample_images(data.train.files, size, resize).mean(0)
+    data.mean_image = image
+    data.mean = tuple(image.mean((1, 2)).tolist())
+    data.std = (1.0,) * int(image.shape[0])
+    return data

@@ -3,6 +3,7 @@ per-epoch evaluation and `resnets eval` both compute."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,41 @@ class Evaluation:
 
 
 @torch.no_grad()
+def evaluate_multiscale(
+    model: nn.Module, scales: Iterable[Iterable[tuple[torch.Tensor, torch.Tensor]]], num_classes: int
+) -> Evaluation:
+    """Fully-convolutional multi-scale testing (He et al. 2015, sec. 3.4): the softmax scores
+    of each image averaged over scales, then loss, top-1/top-5 and confusion as `evaluate`.
+
+    `scales` holds one iterable of batches per scale, each over the same images in the same
+    order (N, C, H_s, W_s), with their labels; with global average pooling before the fc, the
+    network applied to a whole image is the fully-convolutional form (the fc at every position,
+    averaged). Raises DataError when the scales disagree on the images or hold none.
+    """
+    was_training = model.training
+    model.eval()
+    total: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    count = 0
+    for batches in scales:
+        probs, ys = [], []
+        for x, y in batches:
+            probs.append(F.softmax(model(x).float(), 1))
+            ys.append(y)
+        if not ys:
+            raise DataError("no images to evaluate (all unreadable or an empty split)")
+        p, y = torch.cat(probs), torch.cat(ys)
+        if labels is not None and not torch.equal(labels, y):
+            raise DataError("multi-scale testing: the scales did not read the same images")
+        total, labels, count = (p if total is None else total + p), y, count + 1
+    model.train(was_training)
+    if total is None or labels is None:
+        raise DataError("multi-scale testing needs at least one scale")
+    log_probs = (total / count).clamp_min(1e-12).log()
+    return evaluate(model, [(log_probs, labels)], num_classes, scores=True)
+
+
+@torch.no_grad()
 def evaluate(
     model: nn.Module,
     batches,
@@ -46,11 +82,13 @@ def evaluate(
     autocast=None,
     channels_last: bool = False,
     reduce=None,
+    scores: bool = False,
 ) -> Evaluation:
     """Mean cross-entropy, top-1/top-5 accuracy and confusion counts over `batches`.
 
     A batch of shape (N, K, C, H, W) holds K crops per image (10-crop testing, sec. 3.4): their
     softmax scores are averaged. `reduce` sums the per-process totals (see train/ranks.py).
+    With `scores`, each batch holds log-probabilities (N, num_classes) already, not images.
     """
     was_training = model.training
     model.eval()
@@ -58,17 +96,10 @@ def evaluate(
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss total, top-5 hits, count
     for x, y in batches:
-        crops = x.shape[1] if x.dim() == 5 else 1
-        x = x.flatten(0, 1) if crops > 1 else x
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast or nullcontext():
-            logits = model(x)
-        logits = logits.float()
-        if crops > 1:
-            log_probs = F.softmax(logits, 1).view(-1, crops, num_classes).mean(1).clamp_min(1e-12).log()
+        if scores:
+            log_probs, y = x.to(device), y.to(device)
         else:
-            log_probs = F.log_softmax(logits, 1)
+            log_probs = _log_probs(model, x, num_classes, autocast, channels_last)
         k = min(5, num_classes)
         top = log_probs.topk(k, 1).indices
         sums[0] += F.nll_loss(log_probs, y, reduction="sum")
@@ -88,3 +119,18 @@ def evaluate(
         count=count,
         confusion=confusion.cpu(),
     )
+
+
+def _log_probs(model: nn.Module, x: torch.Tensor, num_classes: int, autocast, channels_last: bool):
+    """Log-softmax scores of a batch (N, C, H, W), or of K crops an image (N, K, C, H, W) with
+    their softmax scores averaged."""
+    crops = x.shape[1] if x.dim() == 5 else 1
+    x = x.flatten(0, 1) if crops > 1 else x
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast or nullcontext():
+        logits = model(x)
+    logits = logits.float()
+    if crops > 1:
+        return F.softmax(logits, 1).view(-1, crops, num_classes).mean(1).clamp_min(1e-12).log()
+    return F.log_softmax(logits, 1)

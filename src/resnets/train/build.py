@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from resnets.data import ImageData, load_data, make_loader
+from resnets.data.datasets import split_indices, subset
 from resnets.data.decode import decode_in_memory, default_budget, parse_bytes, should_decode
+from resnets.data.registry import with_normalization
 from resnets.data.split import Earlier, SplitRecord
 from resnets.models.create import create_model, resolve_spec
 from resnets.models.spec import ResNetSpec
@@ -145,8 +147,9 @@ def build_run(config: TrainConfig, run_dir: Path, device: torch.device) -> Run:
 
 
 def load_training_data(config: TrainConfig, run_dir: Path | None = None) -> ImageData:
-    """The data `config` trains on, with its held-out split: what `train` loads, and what
-    `resnets eval RUN_DIR` loads again to evaluate on the run's own validation images (pass
+    """The data `config` trains on, with its held-out split, its subsets and its normalisation
+    (from the training images it keeps): what `train` loads, and what `resnets eval RUN_DIR`
+    loads again to evaluate on the run's own validation images (pass
     `config.replace(data_dir=..., download=False)` to read it from elsewhere).
 
     For a run directory that holds a run (`run_dir`: a resume, a restart, an evaluation), the
@@ -156,7 +159,7 @@ def load_training_data(config: TrainConfig, run_dir: Path | None = None) -> Imag
     earlier = None
     if run_dir is not None and (run_dir / "config.json").is_file():  # a run that exists already
         earlier = Earlier(SplitRecord.read(run_dir), accept_changed=config.accept_changed_data)
-    return load_data(
+    data = load_data(
         config.data,
         input_size=config.input_size,
         val_split=config.val_split,
@@ -168,6 +171,15 @@ def load_training_data(config: TrainConfig, run_dir: Path | None = None) -> Imag
         default_size=default_input_size(weights_spec(config) or resolve_spec(config.model)),
         earlier=earlier,
     )
+    for name, count in (("train", config.train_subset), ("val", config.val_subset)):
+        split = getattr(data, name)
+        if count is not None and count < len(split):  # a fixed stratified share of each class
+            setattr(data, name, subset(split, split_indices(split.labels, count, config.split_seed)[1]))
+    if not data.train.in_memory and config.augment == "pad-crop":
+        # pad-crop trains on the whole image at input_size (the CIFAR recipe): evaluate it whole
+        # too, not zoomed by the 0.875 centre crop of ImageNet-style evaluation.
+        data.resize_size = None
+    return with_normalization(data, config.normalize)
 
 
 def in_memory_if_it_fits(config: TrainConfig, data: ImageData, device: torch.device) -> ImageData:
@@ -264,6 +276,7 @@ def build_loaders(config: TrainConfig, data: ImageData, device: torch.device, mi
         augment=augment,
         pad=config.pad,
         flip=config.flip,
+        lighting=config.lighting,
         **common,
     )
     val_loader = make_loader(data, "val", batch_size=micro_batch * config.accum_steps, **common)

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from resnets.data.transforms import NORMALIZATIONS
 from resnets.errors import ResNetsError
 from resnets.models.create import MODEL_OVERRIDES
 from resnets.runtime import device as runtime_device
@@ -20,6 +21,7 @@ from resnets.runtime.optimize import COMPILE_MODES
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
+WARMUP_SHAPES = ("linear", "constant")
 PRECISIONS = tuple(runtime_device.PRECISIONS)
 DEVICES = runtime_device.DEVICES
 
@@ -53,6 +55,11 @@ class TrainConfig:
         False,
         "resume (or eval) although the data's files changed since the run was made: the recorded validation files that remain stay validation files, the rest are trained on",
     )
+    train_subset: int | None = _f(
+        None,
+        "train on a fixed stratified subset of this many training images (quick experiments; the smoke scale of 'resnets reproduce')",
+    )
+    val_subset: int | None = _f(None, "validate on a fixed stratified subset of this many validation images")
     synthetic_count: int = _f(512, "images in --data synthetic")
     synthetic_classes: int = _f(10, "classes in --data synthetic")
     workers: int | None = _f(None, "DataLoader worker processes for image folders (default: min(8, CPUs))")
@@ -119,6 +126,11 @@ class TrainConfig:
     gamma: float = _f(0.1, "step schedule: factor at each milestone")
     warmup: float = _f(0.0, "linear warm-up length in epochs (or iterations), from --warmup-lr to --lr")
     warmup_lr: float | None = _f(None, "learning rate at the start of warm-up (default lr/100)")
+    warmup_shape: str = _f(
+        "linear",
+        "linear: ramp from --warmup-lr up to --lr (Goyal et al. 2017); constant: hold --warmup-lr, then jump to --lr (He et al. 2016's CIFAR warm-up: 0.01 for 400 iterations)",
+        WARMUP_SHAPES,
+    )
     warmup_until_error: float | None = _f(
         None, "hold lr at --warmup-lr until the training error is below this (paper sec. 4.2, ResNet-110)"
     )
@@ -137,7 +149,16 @@ class TrainConfig:
         ("auto", "pad-crop", "resized-crop", "scale", "none"),
     )
     pad: int = _f(4, "pad-crop: pixels of zero padding around the image before the random crop")
+    normalize: str = _f(
+        "per-channel",
+        "input normalisation: per-channel ((x - mean) / std, per channel, of the training images) or per-pixel-mean (x - the training images' mean image, paper sec. 3.4 and 4.2); recorded with the weights",
+        NORMALIZATIONS,
+    )
     flip: bool = _f(True, "random horizontal flips")
+    lighting: float = _f(
+        0.0,
+        "image folders: AlexNet's PCA colour noise, the std of its per-image coefficients (0 = off; paper-imagenet: 0.1, as fb.resnet.torch)",
+    )
     eval_crops: int = _f(
         1, "final evaluation of folder data: 1 (centre crop) or 10 (paper's 10-crop testing)"
     )
@@ -224,11 +245,18 @@ class TrainConfig:
         for name in ("batch_size", "checkpoint_every", "keep_last", "accum_steps"):
             if getattr(self, name) < 1:
                 raise ResNetsError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("checkpoint_every_steps", "lr_base_batch", "workers", "threads"):
+        for name in (
+            "checkpoint_every_steps",
+            "lr_base_batch",
+            "workers",
+            "threads",
+            "train_subset",
+            "val_subset",
+        ):
             value = getattr(self, name)
             if value is not None and value < (0 if name == "workers" else 1):
                 raise ResNetsError(f"{flag(name)} must be >= {0 if name == 'workers' else 1}, got {value}")
-        for name in ("lr", "momentum", "weight_decay", "gamma", "warmup", "label_smoothing"):
+        for name in ("lr", "momentum", "weight_decay", "gamma", "warmup", "label_smoothing", "lighting"):
             if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
                 raise ResNetsError(
                     f"{flag(name)} must be {'> 0' if name == 'lr' else '>= 0'}, got {getattr(self, name)}"

@@ -47,6 +47,7 @@ def run_record(
             "std": list(data.std),
             "split": data.split.summary() if data.split is not None else None,
             "notes": list(data.messages),
+            "normalize": config.normalize,
         },
         "model": {
             "name": config.model,

@@ -2,7 +2,7 @@
 
 Step decay (He et al. 2015: lr/10 at 32k and 48k iterations on CIFAR, sec. 4.2; at epochs 30
 and 60 on ImageNet, sec. 3.4), cosine decay (Loshchilov & Hutter 2017), linear warm-up (Goyal et
-al. 2017), and the paper's constant low-lr warm-up for ResNet-110, which ends when the
+al. 2017) or a constant one (He et al. 2016: 0.01 for 400 iterations), and the paper's low-lr warm-up for ResNet-110, which ends when the
 training error drops below a threshold rather than at a fixed step.
 
 A run resumed with a new length (`--resume RUN --epochs N`) keeps a step schedule's milestones;
@@ -31,6 +31,7 @@ class Schedule:
     gamma: float = 0.1
     warmup_steps: int = 0
     warmup_lr: float = 0.0
+    warmup_shape: str = "linear"
     warmup_until_error: float | None = None
     restart: tuple[int, float] | None = None  # (step, lr): a cosine laid again from there
 
@@ -54,6 +55,7 @@ class Schedule:
             gamma=config.gamma,
             warmup_steps=steps(config.warmup),
             warmup_lr=config.warmup_lr if config.warmup_lr is not None else lr / 100,
+            warmup_shape=config.warmup_shape,
             warmup_until_error=config.warmup_until_error,
             restart=(int(restart[0]), float(restart[1])) if restart else None,
         )
@@ -63,6 +65,8 @@ class Schedule:
         if self.warmup_until_error is not None and not warmup_done:
             return self.warmup_lr
         if step < self.warmup_steps:
+            if self.warmup_shape == "constant":
+                return self.warmup_lr
             return self.warmup_lr + (self.lr - self.warmup_lr) * step / self.warmup_steps
         if self.kind == "step":
             return self.lr * self.gamma ** sum(step >= m for m in self.milestones)

@@ -73,7 +73,7 @@ class WeightsMeta:
                 interpolation=self.interpolation or "bilinear",
                 mean=tuple(self.mean) if self.mean is not None else None,
                 std=tuple(self.std) if self.std is not None else None,
-                normalize=self.normalize or "channel",
+                normalize=self.normalize or "per-channel",
                 color=self.color or "RGB",
                 source=self.preprocess_from or "",
                 mean_image=self.mean_image,
