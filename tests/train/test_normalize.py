@@ -11,8 +11,9 @@ from PIL import Image
 from safetensors import safe_open
 
 from resnets.data import load_data
-from resnets.data.transforms import folder_eval_transform, folder_train_transform
+from resnets.data.transforms import folder_train_transform
 from resnets.infer import Classifier
+from resnets.preprocess import Preprocess, eval_transform
 from resnets.train import resolve_recipe
 from resnets.train.build import load_training_data
 
@@ -58,11 +59,11 @@ def test_the_weights_record_the_mean_image_and_predict_subtracts_it(tmp_path, ru
     assert result.code == 0, result.err
     with safe_open(str(tmp_path / "run" / "model.safetensors"), "pt") as f:
         header = f.metadata()
-    assert json.loads(header["resnets.normalize"]) == "per-pixel-mean"
-    recorded = np.array(json.loads(header["resnets.mean_image"]))
+    recorded = json.loads(header["resnets.preprocess"])  # the evaluation pipeline, as a record
+    assert recorded["normalize"] == "per-pixel-mean"
     raw = load_data("synthetic", synthetic_count=96, synthetic_classes=4, input_size=8)
     mean_image = raw.train.images.numpy().mean(0) / 255
-    np.testing.assert_allclose(recorded, mean_image, atol=1e-6)
+    np.testing.assert_allclose(np.array(recorded["mean_image"]), mean_image, atol=1e-6)
     # A reader that knows only mean/std gets the mean image's channel means and no scaling.
     np.testing.assert_allclose(json.loads(header["resnets.mean"]), mean_image.mean((1, 2)), atol=1e-6)
     assert json.loads(header["resnets.std"]) == [1.0, 1.0, 1.0]
@@ -87,7 +88,8 @@ def test_folder_pipelines_subtract_the_mean_image_instead_of_normalising(tmp_pat
     pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
     image = Image.fromarray(pixels)
     mean_image = torch.as_tensor(rng.random((3, 12, 12)), dtype=torch.float32)
-    evaluated = folder_eval_transform(12, 12, mean=(0.5,) * 3, std=(0.2,) * 3, mean_image=mean_image)(image)
+    record = Preprocess((12, 12), normalize="per-pixel-mean", mean_image=mean_image)
+    evaluated = eval_transform(record)(image)
     expected = pixels.transpose(2, 0, 1) / 255 - mean_image.numpy()
     np.testing.assert_allclose(evaluated.numpy(), expected, atol=1e-6)
     trained = folder_train_transform(

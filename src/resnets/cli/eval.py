@@ -86,7 +86,6 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-
     report = evaluate_run(
         args.path,
         data=args.data,
@@ -98,6 +97,9 @@ def run_eval(args: argparse.Namespace) -> int:
         model=args.model,
         precision=args.precision,
         compile=args.compile,
+        progress=True,  # on a terminal only
+        preprocess=preprocess_overrides(args),
+        accept_changed_data=args.accept_changed_data,
         multi_scale=args.multi_scale,
         **model_overrides(args),
     )
@@ -105,8 +107,8 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"resnets eval: note: {report['weights_note']}", file=sys.stderr)
     for line in report.get("notes", []):
         print(f"resnets eval: {line}", file=sys.stderr)
-    note = assumed_note("resnets eval", Preprocess.from_dict(report["preprocess"]), report["weights"])
-    if note and not preprocess_overrides(args):
+    if report["preprocess_assumed"] and not preprocess_overrides(args):  # (a per-channel record)
+        note = assumed_note("resnets eval", Preprocess.from_dict(report["preprocess"]), report["weights"])
         print(note, file=sys.stderr)
     if args.json:
         print_json(report)

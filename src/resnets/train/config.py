@@ -13,9 +13,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from resnets.data.transforms import NORMALIZATIONS
 from resnets.errors import ResNetsError
 from resnets.models.create import MODEL_OVERRIDES
+from resnets.preprocess import NORMALIZATIONS
 from resnets.runtime import device as runtime_device
 from resnets.runtime.optimize import COMPILE_MODES
 
