@@ -74,9 +74,6 @@ def add_explain(sub: argparse._SubParsersAction) -> None:
 def run_explain(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     files, passed_over = image_files(args.paths)
-    if not files:
-        why = f" (passed over {describe_skipped(passed_over)})" if passed_over else ""
-        raise InputError(f"no image files in {', '.join(args.paths)}{why}")
     out = Path(args.out)
     for folder in (out, *out.parents):
         if folder.exists() and not folder.is_dir():

@@ -72,9 +72,6 @@ def run_predict(args: argparse.Namespace) -> int:
     # image still decodes, and a file that does not is reported below in one line.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     files, passed_over = image_files(args.paths)
-    if not files:
-        why = f" (passed over {describe_skipped(passed_over)})" if passed_over else ""
-        raise InputError(f"no image files in {', '.join(args.paths)}{why}")
     classifier = Classifier(
         args.weights,
         device=args.device,
@@ -116,7 +113,7 @@ def image_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Sk
     """The files named on the command line (tried whatever their extension) and the image files
     inside the folders named (data/walk.py: recursive, sorted, hidden files passed over, each
     real file once), in order; and what the walk passed over. Raises InputError for a path that
-    does not exist."""
+    does not exist, or when no image file is found (naming what the walk passed over)."""
     walker = ImageWalker()
     files: list[Path] = []
     for path in map(Path, paths):
@@ -126,6 +123,9 @@ def image_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Sk
             files += walker.file(path)
         else:
             raise InputError(f"{path}: no such file or folder")
+    if not files:
+        why = f" (passed over {describe_skipped(walker.skipped)})" if walker.skipped else ""
+        raise InputError(f"no image files in {', '.join(map(str, paths))}{why}")
     return files, walker.skipped
 
 
