@@ -632,3 +632,26 @@ def test_int8_with_a_dynamic_batch_from_python_runs_at_any_batch(digits_run, tmp
     for batch in (1, 7):
         (y,) = session.run(None, {"image": torch.randn(batch, 1, 8, 8).numpy()})
         assert y.shape == (batch, 10)
+
+
+def test_int8_reads_its_images_through_the_weights_recorded_pipeline(tmp_path):
+    """Calibration and verification images are what eval and predict feed the network: the
+    record's crop_pct, interpolation and normalisation, here against eval_transform by hand."""
+    from PIL import Image
+
+    from resnets.data import load_data
+    from resnets.export.int8 import batches
+    from resnets.preprocess import Preprocess, eval_transform
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (20, 26, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / label / f"{i}.png")
+    data = load_data(str(tmp_path / "data"), input_size=8, val_split=2)
+    record = Preprocess((8, 8), crop_pct=0.5, interpolation="bicubic", mean=(0.2,) * 3, std=(0.4,) * 3)
+    (x, y), *_ = batches(data, record)
+    by_hand = torch.stack([eval_transform(record)(Image.open(f).convert("RGB")) for f in data.val.files])
+    torch.testing.assert_close(x, by_hand)
+    assert y.tolist() == data.val.labels.tolist()

@@ -55,10 +55,11 @@ from resnets.export.onnx import (
 )
 from resnets.export.quiet import silenced
 from resnets.models.zoo import default_input_size
+from resnets.preprocess import Preprocess
 from resnets.runtime.device import PRECISIONS
 from resnets.runtime.fold_bn import fold_bn as fold_batchnorm
 from resnets.text import first_line, size_hw
-from resnets.weights.format import WeightsMeta, meta_for_model, save_weights
+from resnets.weights.format import WeightsMeta, meta_for_model, preprocess_of, save_weights
 from resnets.weights.load import load_model
 
 FORMATS: dict[str, str] = {
@@ -240,7 +241,10 @@ def export(
                 f"--int8: the data is at {data.input_size} px but the export at {height}x{width}; "
                 "drop --input-size or calibrate on data of that size"
             )
-        write_and_verify = _int8_writer(model, exported, example, header, report, opset, int8, data, progress)
+        record = preprocess_of(meta, model.spec)
+        write_and_verify = _int8_writer(
+            model, exported, example, header, report, opset, int8, data, record, progress
+        )
     path = atomic_write(out, write_and_verify)
     report.size_bytes = path.stat().st_size
     report.seconds = time.perf_counter() - started
@@ -264,6 +268,7 @@ def _int8_writer(
     opset: int | None,
     options: Int8Options,
     data: ImageData,
+    record: Preprocess,
     progress: Progress | None,
 ) -> Callable[[Path], None]:
     """write_and_verify for INT8: export fp32 ONNX (to a temporary folder), quantize it into
@@ -284,7 +289,7 @@ def _int8_writer(
             made = export_onnx(exported, example, fp32, opset=opset, dynamic_batch=report.dynamic_batch)
             report.exporter, report.opset = made.exporter, made.opset
             try:
-                images = (x for x, _ in batches(calibration))
+                images = (x for x, _ in batches(calibration, record))
                 settings = quantize(
                     fp32, tmp, images, batch=batch, on_image=tick("calibrating", len(calibration.val))
                 )
@@ -301,7 +306,11 @@ def _int8_writer(
                 raise ExportError(f"the INT8 quantization failed: {first_line(exc, 200)}") from exc
         try:
             count, fp32_correct, int8_correct, agree = compare(
-                model, run, batches(heldout), batch=batch, on_image=tick("verifying", len(heldout.val))
+                model,
+                run,
+                batches(heldout, record),
+                batch=batch,
+                on_image=tick("verifying", len(heldout.val)),
             )
         except ResNetsError:
             raise

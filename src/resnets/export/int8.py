@@ -34,6 +34,7 @@ from resnets.data.loaders import make_loader
 from resnets.errors import DataError, ExportError
 from resnets.export.onnx import INPUT_NAME, check_opset
 from resnets.export.quiet import silenced
+from resnets.preprocess import Preprocess
 from resnets.text import shorten
 from resnets.weights.format import WeightsMeta
 
@@ -115,9 +116,9 @@ def check_int8(
 
 
 def fit_to_weights(data: ImageData, meta: WeightsMeta, in_channels: int, num_classes: int) -> ImageData:
-    """`data` preprocessed as the weights' metadata says (their mean/std and resize size; without a
-    recorded resize size the shorter side goes to the input size, as predict does), after checking
-    that it fits the network: its channels, and for accuracy to mean anything, its classes.
+    """`data`, after checking that it fits the network: its channels, and for accuracy to mean
+    anything, its classes. Its images are read through the weights' recorded pipeline (`batches`
+    with `weights.format.preprocess_of`), as eval and predict read them.
 
     Raises DataError naming what does not fit."""
     if data.in_channels != in_channels:
@@ -129,12 +130,7 @@ def fit_to_weights(data: ImageData, meta: WeightsMeta, in_channels: int, num_cla
             f"{data.name}: its classes ({shorten(data.classes, 5)}) are not the {len(expected)} classes "
             f"the model was trained on ({shorten(expected, 5)}); held-out accuracy would mean nothing"
         )
-    return replace(
-        data,
-        mean=tuple(meta.mean or data.mean),
-        std=tuple(meta.std or data.std),
-        resize_size=meta.resize_size or data.input_size,
-    )
+    return data
 
 
 def sample(data: ImageData, which: str, count: int, seed: int) -> ImageData:
@@ -150,9 +146,12 @@ def sample(data: ImageData, which: str, count: int, seed: int) -> ImageData:
     return replace(data, val=split)
 
 
-def batches(data: ImageData, batch_size: int = LOAD_BATCH) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(images (N, C, H, W) float normalised, labels (N,)) of `data.val` on the CPU, in order."""
-    loader = make_loader(data, "val", batch_size=batch_size, device="cpu")
+def batches(
+    data: ImageData, preprocess: Preprocess, batch_size: int = LOAD_BATCH
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(images (N, C, H, W) float normalised, labels (N,)) of `data.val` on the CPU, in order,
+    read through the evaluation pipeline `preprocess` (the weights' record)."""
+    loader = make_loader(data, "val", batch_size=batch_size, device="cpu", preprocess=preprocess)
     yield from loader.epoch(0)
 
 
