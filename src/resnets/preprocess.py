@@ -8,10 +8,10 @@ the normalisation (per channel with mean/std, or the per-pixel mean image subtra
 run trained with or from the source a foreign file comes from (weights/sources.py).
 
 `eval_transform(preprocess, in_channels)` is the only place that turns a record into pixels:
-`resnets eval` on image folders, `resnets predict`, `Classifier` and the decoding of small image
-folders into memory all call it (export's checks are to call it too), so they cannot disagree. An
-image already at the input size is neither resized nor cropped: 32-px CIFAR images reach a CIFAR
-network as they are.
+`resnets eval` on image folders, `resnets predict`, `Classifier`, the decoding of small image
+folders into memory and `export --int8`'s calibration and verification all call it, so they
+cannot disagree. An image already at the input size is neither resized nor cropped: 32-px CIFAR
+images reach a CIFAR network as they are.
 """
 
 from __future__ import annotations
