@@ -126,3 +126,31 @@ def test_a_folder_trained_with_pad_crop_is_evaluated_whole_and_its_mean_image_is
     (x, y), *_ = make_loader(data, "val", batch_size=100, workers=0).epoch(0)
     np.testing.assert_allclose(x.numpy(), np.array(pixels["val"]) - mean_image, atol=1e-6)
     assert data.resize_size is None  # recorded with the weights: predict resizes to 8, no zoom
+
+
+def test_a_decoded_folder_subtracts_the_mean_of_all_its_training_images_and_eval_agrees(tmp_path, run_cli):
+    """A folder of small images decoded into memory: the mean image is of every training image
+    (not of a 256-image sample), the record keeps unit std, and eval of the run's own split gives
+    the validation loss training logged (the same pixels in both)."""
+    rng = np.random.default_rng(0)
+    train = []
+    for split, count in (("train", 150), ("val", 4)):
+        for label in ("a", "b"):
+            (tmp_path / "data" / split / label).mkdir(parents=True)
+            for i in range(count):
+                array = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(array).save(tmp_path / "data" / split / label / f"{i}.png")
+                if split == "train":
+                    train.append(array.transpose(2, 0, 1) / 255)
+    run = tmp_path / "run"
+    args = [*TINY[:2], "--data", tmp_path / "data", "--input-size", "8", "--batch-size", "30"]
+    result = run_cli("train", *args, "--epochs", "1", "--json", "--normalize", "per-pixel-mean", "--out", run)
+    assert result.code == 0, result.err
+    assert "decoded" in result.err
+    with safe_open(str(run / "model.safetensors"), "pt") as f:
+        recorded = json.loads(f.metadata()["resnets.preprocess"])
+    np.testing.assert_allclose(np.array(recorded["mean_image"]), np.mean(train, axis=0), atol=1e-6)
+    assert recorded["std"] in (None, [1.0, 1.0, 1.0])
+    report = run_cli("eval", run, "--json", "--device", "cpu")
+    assert report.code == 0, report.err
+    assert json.loads(report.out)["loss"] == pytest.approx(json.loads(result.out)["val_loss"], rel=1e-4)

@@ -185,11 +185,16 @@ def load_training_data(config: TrainConfig, run_dir: Path | None = None) -> Imag
 def in_memory_if_it_fits(config: TrainConfig, data: ImageData, device: torch.device) -> ImageData:
     """`data` decoded into memory (data/decode.py) when --decode-in-memory says so and it fits
     --memory-budget, else as it is; a folder of small images that does not fit says why in
-    `messages`."""
+    `messages`. Decoded data is normalised again from all its training images (per channel, or
+    the per-pixel mean image of every one of them instead of a sample's)."""
     budget = parse_bytes(config.memory_budget) if config.memory_budget else default_budget(device)
     decode, why_not = should_decode(data, config.decode_in_memory, config.augment, budget)
     if decode:
-        return decode_in_memory(data, workers=config.workers, progress=ranks.is_main(), budget=budget)
+        decoded = decode_in_memory(data, workers=config.workers, progress=ranks.is_main(), budget=budget)
+        if data.mean_image is not None:
+            decoded.mean_image = None
+            decoded = with_normalization(decoded, config.normalize)
+        return decoded
     if why_not:
         data.messages.append(f"images read from files every epoch: {why_not}")
     return data
