@@ -54,10 +54,11 @@ def list_images(
     Raises DataError naming a class folder with no images.
     """
     walker = walker or ImageWalker()
+    walker.reserve([root / name for name in classes])  # a link into another class is not followed
     files: list[str] = []
     labels: list[int] = []
     for index, name in enumerate(classes):
-        found = walker.walk(root / name)
+        found = walker.walk(root / name, ancestors=[root])
         if not found:
             raise DataError(
                 f"{root / name}: class '{name}' has no images ({', '.join(IMAGE_EXTENSIONS[:4])}, ...)"
