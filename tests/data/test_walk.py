@@ -104,6 +104,9 @@ def test_a_link_from_a_class_to_the_dataset_or_a_later_class_brings_no_other_cla
         str(tmp_path / "cat" / "dogs"): FOLDER_SEEN,
         str(tmp_path / "cat" / "up"): LINK_LOOP,
     }
+    assert data.messages == [
+        f"{tmp_path}: passed over {describe_skipped(data.passed_over)}"
+    ]  # said, as predict says it
 
 
 def test_links_to_a_file_or_folder_already_listed_are_duplicates(tmp_path):

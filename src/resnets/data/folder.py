@@ -21,7 +21,7 @@ from resnets.data.device_decode import device_ready_jpeg
 from resnets.data.images import IMAGE_EXTENSIONS, open_rgb
 from resnets.data.split import Earlier, check_val_split, split_files
 from resnets.data.transforms import eval_resize
-from resnets.data.walk import ImageWalker
+from resnets.data.walk import ImageWalker, describe_skipped
 from resnets.errors import DataError
 from resnets.preprocess import Preprocess, eval_transform
 
@@ -139,7 +139,10 @@ def load_folder(
         notes={"color": "RGB", "source": str(root)},
         passed_over=walker.skipped,
         split=record,
-        messages=messages,
+        messages=[
+            *messages,
+            *([f"{root}: passed over {describe_skipped(walker.skipped)}"] if walker.skipped else []),
+        ],
     )
 
 
