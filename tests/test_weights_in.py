@@ -98,6 +98,7 @@ def test_wrong_head_size_lists_keys_with_both_shapes_and_reset_head_keeps_the_re
     assert "\n" not in message and str(path) in message
     assert "fc.weight (file (1000, 512), model (10, 512))" in message
     assert "fc.bias (file (1000,), model (10,))" in message
+    assert message.endswith("--reset-head (reset_head=True) starts a fresh one")
     fresh_fc = ten.fc.weight.detach().clone()
     load_weights(ten, path, reset_head=True)
     assert torch.equal(ten.fc.weight, fresh_fc)

@@ -84,6 +84,31 @@ def test_a_link_to_a_parent_folder_is_not_followed_and_training_counts_each_file
     assert [s.reason for s in data.passed_over] == [LINK_LOOP]
 
 
+def test_a_link_from_a_class_to_the_dataset_or_a_later_class_brings_no_other_class_in(tmp_path):
+    """cat/up -> the dataset folder and cat/dogs -> dog: walked from 'cat' (first), both would list
+    dog's images as cats (and then 'dog has no images'); predict's walk of the dataset calls the
+    first a loop."""
+    for c in ("cat", "dog"):
+        for i in range(2):
+            image(tmp_path / c / f"{i}.png", 10 * i)
+    (tmp_path / "cat" / "up").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "cat" / "dogs").symlink_to(tmp_path / "dog", target_is_directory=True)
+    data = load_data(str(tmp_path), input_size=6, val_split=2)
+    labelled = dict(
+        zip(data.train.files + data.val.files, data.train.labels.tolist() + data.val.labels.tolist())
+    )
+    assert labelled == {
+        str(tmp_path / c / f"{i}.png"): k for k, c in enumerate(("cat", "dog")) for i in range(2)
+    }
+    assert reasons(data.passed_over) == {
+        str(tmp_path / "cat" / "dogs"): FOLDER_SEEN,
+        str(tmp_path / "cat" / "up"): LINK_LOOP,
+    }
+    assert data.messages == [
+        f"{tmp_path}: passed over {describe_skipped(data.passed_over)}"
+    ]  # said, as predict says it
+
+
 def test_links_to_a_file_or_folder_already_listed_are_duplicates(tmp_path):
     first = image(tmp_path / "cat" / "1.png")
     image(tmp_path / "cat" / "2.png")

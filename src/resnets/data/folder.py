@@ -21,7 +21,7 @@ from resnets.data.device_decode import device_ready_jpeg
 from resnets.data.images import IMAGE_EXTENSIONS, open_rgb
 from resnets.data.split import Earlier, check_val_split, split_files
 from resnets.data.transforms import eval_resize
-from resnets.data.walk import ImageWalker
+from resnets.data.walk import ImageWalker, describe_skipped
 from resnets.errors import DataError
 from resnets.preprocess import Preprocess, eval_transform
 
@@ -54,10 +54,11 @@ def list_images(
     Raises DataError naming a class folder with no images.
     """
     walker = walker or ImageWalker()
+    walker.reserve([root / name for name in classes])  # a link into another class is not followed
     files: list[str] = []
     labels: list[int] = []
     for index, name in enumerate(classes):
-        found = walker.walk(root / name)
+        found = walker.walk(root / name, ancestors=[root])
         if not found:
             raise DataError(
                 f"{root / name}: class '{name}' has no images ({', '.join(IMAGE_EXTENSIONS[:4])}, ...)"
@@ -138,7 +139,10 @@ def load_folder(
         notes={"color": "RGB", "source": str(root)},
         passed_over=walker.skipped,
         split=record,
-        messages=messages,
+        messages=[
+            *messages,
+            *([f"{root}: passed over {describe_skipped(walker.skipped)}"] if walker.skipped else []),
+        ],
     )
 
 

@@ -50,10 +50,19 @@ class ImageWalker:
         self.skipped: list[Skipped] = []
         self._files: set[str] = set()
         self._folders: set[str] = set()
+        self._reserved: set[str] = set()
 
-    def walk(self, root: str | os.PathLike) -> list[Path]:
+    def reserve(self, folders: Sequence[str | os.PathLike]) -> None:
+        """Folders that are walked as roots of their own later (a dataset's class folders): a link
+        to one of them from another root is passed over (FOLDER_SEEN), whatever the walk order, so
+        one class's images never come in under another class."""
+        self._reserved.update(os.path.realpath(folder) for folder in folders)
+
+    def walk(self, root: str | os.PathLike, ancestors: Sequence[str | os.PathLike] = ()) -> list[Path]:
         """The image files under the folder `root`, in walk order, as paths under `root` (links
-        are not resolved in what is returned). Raises OSError if `root` cannot be listed."""
+        are not resolved in what is returned); a link to `root` or to one of `ancestors` (e.g. the
+        dataset folder above a class folder) is a LINK_LOOP. Raises OSError if `root` cannot be
+        listed."""
         root = Path(root)
         found: list[Path] = []
         real = os.path.realpath(root)
@@ -61,8 +70,10 @@ class ImageWalker:
             self.skipped.append(Skipped(root, FOLDER_SEEN))
             return found
         self._folders.add(real)
+        self._reserved.discard(real)
         # Depth first, pre-order, without recursion: (folder, real paths of it and its parents).
-        stack: list[tuple[Path, frozenset[str]]] = [(root, frozenset({real}))]
+        above = frozenset(os.path.realpath(folder) for folder in ancestors)
+        stack: list[tuple[Path, frozenset[str]]] = [(root, above | {real})]
         while stack:
             folder, parents = stack.pop()
             try:
@@ -85,7 +96,7 @@ class ImageWalker:
                 real = os.path.realpath(path)
                 if real in parents:
                     self.skipped.append(Skipped(path, LINK_LOOP))
-                elif real in self._folders:
+                elif real in self._folders or real in self._reserved:
                     self.skipped.append(Skipped(path, FOLDER_SEEN))
                 else:
                     self._folders.add(real)

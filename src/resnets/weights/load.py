@@ -122,7 +122,18 @@ def fit_state_dict(
         for key in ("fc.weight", "fc.bias"):
             if key in own and (key not in tensors or tensors[key].shape != own[key].shape):
                 tensors[key] = own[key]
-    check_state_dict(model, tensors, path)
+    try:
+        check_state_dict(model, tensors, path)
+    except WeightsError as error:
+        own = model.state_dict()
+        if not reset_head and any(
+            key in own and key in tensors and tensors[key].shape != own[key].shape
+            for key in ("fc.weight", "fc.bias")
+        ):
+            raise WeightsError(
+                f"{error}; a classifier of another size: --reset-head (reset_head=True) starts a fresh one"
+            ) from None
+        raise
     check_finite(tensors, path)
     return tensors
 
