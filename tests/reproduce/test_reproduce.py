@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 import resnets.reproduce.runs
@@ -197,13 +198,19 @@ def test_an_interrupted_reproduction_resumes_its_run_from_the_checkpoint(tmp_pat
     assert read_csv(report.files["csv"])[0]["steps"] == "6"
 
 
-def test_a_folder_of_another_configuration_is_refused_and_bad_requests_are_one_line(fig6, run_cli):
+def test_a_folder_of_another_configuration_is_refused_and_bad_requests_are_one_line(fig6, run_cli, tmp_path):
     out, _, _ = fig6
     result = run_cli("reproduce", "table6", "--depths", "20", "--out", out, "--iterations", "5")
     assert result.code == 2 and "holds a run of another configuration (it differs in iterations" in result.err
     result = run_cli("reproduce", "fig1", "--depths", "1202", "--out", out)
     assert result.code == 2 and "no plain-1202" in result.err
     assert run_cli("reproduce", "fig8").code == 2
+    (tmp_path / "flat" / "cat").mkdir(parents=True)  # class folders, but no train/ and test/
+    Image.new("RGB", (32, 32)).save(tmp_path / "flat" / "cat" / "a.png")
+    result = run_cli("reproduce", "table6", "--data", tmp_path / "flat", "--out", tmp_path / "o")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1
+    assert "no test images; reproduce needs an ImageFolder with train/<class>" in result.err
+    assert "--val-split" not in result.err  # a flag reproduce does not have
     assert run_cli("reproduce", "table6", "--depths", "twenty").code == 2
 
 
