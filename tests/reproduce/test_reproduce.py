@@ -302,3 +302,23 @@ def test_the_response_findings_compare_twins_and_depths():
     assert found[1].startswith("the deeper ResNet has smaller responses: observed")
     nets[2] = net("ResNet-56", [2.0, 2.0, 2.0, 2.0])
     assert response_findings(nets)[1].startswith("the deeper ResNet has smaller responses: not observed")
+
+
+@pytest.mark.parametrize("name", ["fig1", "fig6"])
+def test_curves_of_a_single_evaluation_are_drawn_as_points(name, monkeypatch, tmp_path):
+    """A short schedule (--iterations below one epoch) evaluates once: its curves must still show."""
+    import resnets.reproduce.report as report
+    from resnets.reproduce.plan import EXPERIMENTS
+    from resnets.reproduce.runs import RunResult
+
+    figures = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, path: figures.append(fig))
+    point = [{"step": 40, "train_error": 0.8, "test_error": 0.7}]
+    results = [
+        RunResult(model, 0, tmp_path / model, 1, 0.7, 0.8, 1.0, 40, point)
+        for model in ("plain20", "resnet20")
+    ]
+    context = report.Context(EXPERIMENTS[name], TINY, "digits", 1, "cpu", torch.__version__)
+    report.plot_curves(tmp_path / "f.png", report.by_network(results), context)
+    lines = [line for ax in figures[0].axes for line in ax.lines]
+    assert len(lines) == 4 and all(line.get_marker() not in (None, "None", "") for line in lines)
