@@ -177,6 +177,7 @@ def test_cli_writes_a_heat_map_per_image_and_prints_the_class_explained(trained,
             "no class 'middle'; the classes are top-left, top-right, bottom-left, bottom-right",
         ),
         (["--layer", "layer9"], "no layer 'layer9' in this network; try one of conv1, bn1"),
+        (["--layer", "fc"], "layer 'fc' has no feature maps to weight; choose a convolutional layer"),
     ],
 )
 def test_cli_unknown_class_or_layer_is_one_line_before_any_file_is_written(

@@ -15,6 +15,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from PIL import Image
 
 import resnets.export.exporter as export_module
 import resnets.export.onnx as onnx_module
@@ -539,6 +540,21 @@ def test_int8_of_a_weights_file_outside_a_run_needs_data_to_calibrate_on(weights
     )
     assert code == 2 and err.strip().endswith("digits: 1-channel images, but the model takes 3")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_calibration_folder_without_a_held_out_part_is_one_line_without_train_flags(
+    weights, run_cli, tmp_path
+):
+    flat = tmp_path / "flat"  # class folders, but no train/ and val/ or test/
+    for name in CLASSES:
+        (flat / name).mkdir(parents=True)
+        Image.new("RGB", (32, 32)).save(flat / name / "a.png")
+    out = tmp_path / "m.onnx"
+    code, _, err = run_cli("export", weights, "--format", "onnx", "--int8", "--calibrate", flat, "--out", out)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"--calibrate {flat}: no held-out images to verify on" in err
+    assert "--val-split" not in err  # a train flag: export has none
+    assert not out.exists()
 
 
 def _cifar_folder(root: Path, per_class_train: int, per_class_test: int) -> Path:

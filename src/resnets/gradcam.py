@@ -57,12 +57,17 @@ def default_layer(model: nn.Module) -> str:
 def find_layer(model: nn.Module, name: str) -> nn.Module:
     """The submodule `name` (a dotted path as in state_dict keys: layer4, layer3.2, layer4.1.conv2).
 
-    Raises InputError naming the layers there are."""
+    Raises InputError naming the layers there are, or for a layer without feature maps (fc)."""
     modules = dict(model.named_modules())
     if name not in modules or name == "":
         stages = [n for n in modules if n and "." not in n]
         raise InputError(
             f"no layer {name!r} in this network; try one of {shorten(stages, 10)} (or e.g. layer2.0)"
+        )
+    if isinstance(modules[name], (nn.Linear, nn.Flatten)):
+        raise InputError(
+            f"layer {name!r} has no feature maps to weight; choose a convolutional layer such as "
+            f"{default_layer(model)} (the default) or layer2.0"
         )
     return modules[name]
 

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 import resnets.reproduce.runs
@@ -197,13 +198,19 @@ def test_an_interrupted_reproduction_resumes_its_run_from_the_checkpoint(tmp_pat
     assert read_csv(report.files["csv"])[0]["steps"] == "6"
 
 
-def test_a_folder_of_another_configuration_is_refused_and_bad_requests_are_one_line(fig6, run_cli):
+def test_a_folder_of_another_configuration_is_refused_and_bad_requests_are_one_line(fig6, run_cli, tmp_path):
     out, _, _ = fig6
     result = run_cli("reproduce", "table6", "--depths", "20", "--out", out, "--iterations", "5")
     assert result.code == 2 and "holds a run of another configuration (it differs in iterations" in result.err
     result = run_cli("reproduce", "fig1", "--depths", "1202", "--out", out)
     assert result.code == 2 and "no plain-1202" in result.err
     assert run_cli("reproduce", "fig8").code == 2
+    (tmp_path / "flat" / "cat").mkdir(parents=True)  # class folders, but no train/ and test/
+    Image.new("RGB", (32, 32)).save(tmp_path / "flat" / "cat" / "a.png")
+    result = run_cli("reproduce", "table6", "--data", tmp_path / "flat", "--out", tmp_path / "o")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1
+    assert "no test images; reproduce needs an ImageFolder with train/<class>" in result.err
+    assert "--val-split" not in result.err  # a flag reproduce does not have
     assert run_cli("reproduce", "table6", "--depths", "twenty").code == 2
 
 
@@ -295,3 +302,23 @@ def test_the_response_findings_compare_twins_and_depths():
     assert found[1].startswith("the deeper ResNet has smaller responses: observed")
     nets[2] = net("ResNet-56", [2.0, 2.0, 2.0, 2.0])
     assert response_findings(nets)[1].startswith("the deeper ResNet has smaller responses: not observed")
+
+
+@pytest.mark.parametrize("name", ["fig1", "fig6"])
+def test_curves_of_a_single_evaluation_are_drawn_as_points(name, monkeypatch, tmp_path):
+    """A short schedule (--iterations below one epoch) evaluates once: its curves must still show."""
+    import resnets.reproduce.report as report
+    from resnets.reproduce.plan import EXPERIMENTS
+    from resnets.reproduce.runs import RunResult
+
+    figures = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, path: figures.append(fig))
+    point = [{"step": 40, "train_error": 0.8, "test_error": 0.7}]
+    results = [
+        RunResult(model, 0, tmp_path / model, 1, 0.7, 0.8, 1.0, 40, point)
+        for model in ("plain20", "resnet20")
+    ]
+    context = report.Context(EXPERIMENTS[name], TINY, "digits", 1, "cpu", torch.__version__)
+    report.plot_curves(tmp_path / "f.png", report.by_network(results), context)
+    lines = [line for ax in figures[0].axes for line in ax.lines]
+    assert len(lines) == 4 and all(line.get_marker() not in (None, "None", "") for line in lines)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from resnets.cli.common import add_precision_option, parse_input_size, print_json
 from resnets.data import ImageData, load_data
-from resnets.errors import ExportError, SpecError
+from resnets.errors import DataError, ExportError, SpecError
 from resnets.export.exporter import (
     FORMATS,
     STATIC_BATCH,
@@ -247,14 +247,23 @@ def int8_data(
     size = size_hw(input_size or meta.input_size or 224)
     if size[0] != size[1]:
         raise ExportError("--int8 calibrates on square images; give --input-size N")
-    return load_data(
-        calibrate,
-        input_size=size[0],
-        data_dir=data_dir or (config.data_dir if config is not None else "data"),
-        default_size=size[0],
-        synthetic_count=config.synthetic_count if config is not None else 512,
-        synthetic_classes=len(meta.classes) if meta.classes else 10,
-    )
+    try:
+        return load_data(
+            calibrate,
+            input_size=size[0],
+            data_dir=data_dir or (config.data_dir if config is not None else "data"),
+            default_size=size[0],
+            synthetic_count=config.synthetic_count if config is not None else 512,
+            synthetic_classes=len(meta.classes) if meta.classes else 10,
+        )
+    except DataError as exc:
+        if "no validation data" not in str(exc):
+            raise
+        # the loader's advice (--val-split) is a train flag, which export does not have
+        raise ExportError(
+            f"--calibrate {calibrate}: no held-out images to verify on; give a folder with "
+            "train/<class>/... and val/<class>/... (or test/)"
+        ) from None
 
 
 def progress_bars(bars: list[tqdm]) -> Callable[[str, int], Callable[[int], None]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from resnets.errors import ResNetsError
+from resnets.errors import DataError, ResNetsError
 from resnets.reproduce.plan import (
     EXPERIMENTS,
     SCALES,
@@ -126,7 +126,16 @@ def reproduce(
                 model, seed, data=data, scale=scale, device=device, data_dir=data_dir, download=download
             ).replace(threads=threads)
             runs.append(find_run(model, seed, config, folder / "runs" / run_name(model, seed)))
-    dataset = load_training_data(runs[0].config)  # fails here, before any training, if unreadable
+    try:
+        dataset = load_training_data(runs[0].config)  # fails here, before any training, if unreadable
+    except DataError as exc:
+        if "no validation data" not in str(exc):
+            raise
+        # the loader's advice (--val-split) is a train flag: the paper's numbers need a test split
+        raise DataError(
+            f"{data}: no test images; reproduce needs an ImageFolder with train/<class>/... and "
+            "test/<class>/... (or val/), or a CIFAR python folder"
+        ) from None
     folder.mkdir(parents=True, exist_ok=True)  # and here, before any training, if unwritable
     shape = (dataset.in_channels, dataset.input_size, dataset.input_size)
     expected = estimate(runs, shape, len(dataset.val), len(dataset.train))

@@ -276,8 +276,9 @@ def plot_curves(path: Path, groups: dict[str, list[RunResult]], context: Context
     if context.experiment.name == "fig1":
         for model, runs in groups.items():
             steps, train, test = mean_curve(runs)
-            left.plot(steps, train, label=network_label(model))
-            right.plot(steps, test, label=network_label(model))
+            dot = "o" if len(steps) == 1 else None  # one evaluation: a line of one point draws nothing
+            left.plot(steps, train, marker=dot, label=network_label(model))
+            right.plot(steps, test, marker=dot, label=network_label(model))
         left.set(title="training error", ylabel="error (%)")
         right.set(title="test error")
     else:
@@ -285,8 +286,9 @@ def plot_curves(path: Path, groups: dict[str, list[RunResult]], context: Context
         for model, runs in groups.items():
             ax = panels[network_family(model)]
             steps, train, test = mean_curve(runs)
-            (line,) = ax.plot(steps, test, linewidth=2, label=network_label(model))
-            ax.plot(steps, train, "--", linewidth=1, color=line.get_color())
+            dot = "o" if len(steps) == 1 else None  # one evaluation: a line of one point draws nothing
+            (line,) = ax.plot(steps, test, linewidth=2, marker=dot, label=network_label(model))
+            ax.plot(steps, train, "--", linewidth=1, marker=dot, fillstyle="none", color=line.get_color())
         left.set(title="plain networks (dashed: training, bold: test)", ylabel="error (%)")
         right.set(title="ResNets (dashed: training, bold: test)")
     for ax in (left, right):
