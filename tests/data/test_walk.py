@@ -109,6 +109,23 @@ def test_a_link_from_a_class_to_the_dataset_or_a_later_class_brings_no_other_cla
     ]  # said, as predict says it
 
 
+def test_a_file_linked_into_another_class_keeps_its_own_folders_class(tmp_path):
+    """cat/z.png -> dog/0.png: walked from 'cat' first, the dog image would be trained as a cat
+    and the real dog/0.png called the duplicate. The real file's folder decides its class."""
+    for c in ("cat", "dog"):
+        for i in range(2):
+            image(tmp_path / c / f"{i}.png", 10 * i)
+    (tmp_path / "cat" / "z.png").symlink_to(tmp_path / "dog" / "0.png")
+    data = load_data(str(tmp_path), input_size=6, val_split=2)
+    labelled = dict(
+        zip(data.train.files + data.val.files, data.train.labels.tolist() + data.val.labels.tolist())
+    )
+    assert labelled == {
+        str(tmp_path / c / f"{i}.png"): k for k, c in enumerate(("cat", "dog")) for i in range(2)
+    }
+    assert reasons(data.passed_over) == {str(tmp_path / "cat" / "z.png"): DUPLICATE}
+
+
 def test_links_to_a_file_or_folder_already_listed_are_duplicates(tmp_path):
     first = image(tmp_path / "cat" / "1.png")
     image(tmp_path / "cat" / "2.png")

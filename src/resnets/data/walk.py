@@ -103,6 +103,10 @@ class ImageWalker:
                     stack.append((path, parents | {real}))
         return found
 
+    def _in_reserved(self, real: str) -> bool:
+        """Whether the real path `real` lies inside a reserved folder not walked yet."""
+        return any(real.startswith(folder + os.sep) for folder in self._reserved)
+
     def file(self, path: str | os.PathLike) -> list[Path]:
         """A file named by the user: listed whatever its extension (it is tried as an image), unless
         it is a real file already listed. Returns [path] or []."""
@@ -118,7 +122,9 @@ class ImageWalker:
             self.skipped.append(Skipped(path, BROKEN_LINK))
             return
         real = os.path.realpath(path)
-        if real in self._files:
+        if real in self._files or self._in_reserved(real):
+            # listed already, or a link into a class folder still to come: the real file's own
+            # folder (its class) counts it, whatever the walk order
             self.skipped.append(Skipped(path, DUPLICATE))
             return
         self._files.add(real)
