@@ -62,12 +62,16 @@ def test_single_folder_needs_a_val_split_and_gets_a_stratified_one(tmp_path):
     assert sorted(data.val.labels.tolist()) == [0, 0, 1, 1]
 
 
-def test_hidden_folder_is_an_error_before_training(tmp_path):
+def test_a_hidden_folder_is_no_class_and_is_named_as_passed_over(tmp_path):
+    """`.ipynb_checkpoints` beside the class folders is passed over as every walk passes hidden
+    folders over (predict too), and said, not made a class."""
     make_folder(tmp_path / "train")
     make_folder(tmp_path / "val", per_class=1)
     (tmp_path / "train" / ".ipynb_checkpoints").mkdir()
-    with pytest.raises(DataError, match=r"\.ipynb_checkpoints"):
-        load_data(str(tmp_path), input_size=8)
+    data = load_data(str(tmp_path), input_size=8)
+    plain = load_data(str(tmp_path / "train"), input_size=8, val_split=0.5)
+    assert data.classes == plain.classes and ".ipynb_checkpoints" not in data.classes
+    assert [(s.path.name, s.reason) for s in data.passed_over] == [(".ipynb_checkpoints", "hidden")]
 
 
 def test_empty_class_and_no_classes_are_errors_naming_the_folder(tmp_path):

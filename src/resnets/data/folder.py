@@ -21,7 +21,7 @@ from resnets.data.device_decode import device_ready_jpeg
 from resnets.data.images import IMAGE_EXTENSIONS, open_rgb
 from resnets.data.split import Earlier, check_val_split, split_files
 from resnets.data.transforms import eval_resize
-from resnets.data.walk import ImageWalker, describe_skipped
+from resnets.data.walk import HIDDEN, ImageWalker, Skipped, describe_skipped
 from resnets.errors import DataError
 from resnets.preprocess import Preprocess, eval_transform
 
@@ -29,16 +29,17 @@ VAL_NAMES = ("val", "validation", "test")
 STATS_SAMPLE = 256
 
 
-def find_classes(root: Path) -> list[str]:
-    """Sorted class folder names of `root`; a hidden folder or none at all is an error."""
+def find_classes(root: Path, walker: ImageWalker | None = None) -> list[str]:
+    """Sorted class folder names of `root`. Hidden folders (`.cache`, `.ipynb_checkpoints`) are
+    passed over as every walk passes them over, and recorded in `walker.skipped` when given.
+
+    Raises DataError for a path that is not a folder, or one without class folders."""
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
     folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
-    hidden = [f for f in folders if f.startswith(".")]
-    if hidden:
-        raise DataError(
-            f"{root}: hidden folder(s) {', '.join(hidden)} would become classes; move them out of the dataset"
-        )
+    if walker is not None:
+        walker.skipped += [Skipped(root / f, HIDDEN) for f in folders if f.startswith(".")]
+    folders = [f for f in folders if not f.startswith(".")]
     if not folders:
         raise DataError(f"{root}: no class folders (expected {root}/<class name>/<images>)")
     return folders
@@ -88,8 +89,8 @@ def load_folder(
     val_root = (
         next((root / n for n in VAL_NAMES if (root / n).is_dir()), None) if train_root != root else None
     )
-    classes = find_classes(train_root)
     walker = ImageWalker()  # one for both splits: a file linked into val and train counts once
+    classes = find_classes(train_root, walker)
     files, labels = list_images(train_root, classes, walker)
     val_files: list[str] = []
     val_labels: torch.Tensor | None = None
@@ -100,7 +101,7 @@ def load_folder(
                 f"{zero}{root}: no validation data; add {root}/val/<class>/... next to train/, or pass "
                 "--val-split 0.1"
             )
-        val_classes = find_classes(val_root)
+        val_classes = find_classes(val_root, walker)
         extra = sorted(set(val_classes) - set(classes))
         if extra:
             raise DataError(f"{val_root}: class(es) {', '.join(extra)} are not in {train_root}")
@@ -156,8 +157,8 @@ def load_test_folder(root: Path, preprocess: Preprocess) -> ImageData:
     if part is None and (root / "train").is_dir():
         raise DataError(f"{root}: has train/ but no val/ (validation/, test/) folder to evaluate on")
     folder = part or root
-    classes = find_classes(folder)
     walker = ImageWalker()
+    classes = find_classes(folder, walker)
     files, labels = list_images(folder, classes, walker)
     height, width = preprocess.input_size
     channels = len(preprocess.mean) if preprocess.mean is not None else 3
