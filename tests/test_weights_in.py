@@ -176,6 +176,8 @@ def test_train_with_weights_builds_the_network_the_file_names(tmp_path, run_cli)
     assert record["model"]["spec"]["depths"] == [2, 1, 1] and record["model"]["spec"]["num_classes"] == 4
     _, meta = read_safetensors(run / "model.safetensors")
     assert meta.spec["depths"] == [2, 1, 1]
+    shown = run_cli(*args, "--print-config", "json")  # what --print-config shows is what trains
+    assert json.loads(shown.out)["model"] == "basic:2-1-1:4-8-16"
 
 
 def test_summary_with_weights_checks_the_fit(run_cli, torchvision_resnet18):

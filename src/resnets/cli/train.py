@@ -12,6 +12,7 @@ from typing import Any
 
 from resnets.cli.common import print_json
 from resnets.errors import ResNetsError
+from resnets.train.build import with_the_weights_model
 from resnets.train.config import config_fields
 from resnets.train.launch import is_main_process, train
 from resnets.train.recipes import RECIPES, recipe_notes, resolve_recipe
@@ -217,6 +218,7 @@ def run_train(args: argparse.Namespace) -> int:
         config = config.replace(**{k: None for k, v in overrides.items() if v is None}).validate()
         notes = recipe_notes(args.recipe, config)
     if args.print_config:
+        config, _ = with_the_weights_model(config)  # the network --weights names, as training builds it
         print(format_config(config, args.print_config, args.recipe))
         return 0
     if is_main_process():
