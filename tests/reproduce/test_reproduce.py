@@ -88,6 +88,7 @@ def test_fig6_trains_each_network_once_and_writes_its_report(fig6, spy):
     assert {r["network"] for r in curves} == {"plain-20", "plain-32", "ResNet-20", "ResNet-32"}
     text = report.files["markdown"].read_text()
     assert "smoke-scale run" in text and "| ResNet-32 |" in text
+    assert "2-pixel pad-and-crop, no flips" in text and "4-pixel" not in text  # the digits' recipe
     assert any(f.startswith("degradation (the deeper plain net") for f in report.findings)
     assert any(f.startswith("no degradation for ResNets") for f in report.findings)
     twins = next(f for f in report.findings if f.startswith("the ResNet ends with a lower training error"))

@@ -74,6 +74,8 @@ def header(context: Context) -> str:
     subsets = ""
     if s.train_subset or s.val_subset:
         subsets = f"; at most {s.train_subset or 'all':,} training and {s.val_subset or 'all':,} test images"
+    digits = context.data.startswith("digits")  # plan.paper_config: 2 pixels, no mirrored digits
+    augmentation = "2-pixel pad-and-crop, no flips" if digits else "4-pixel pad-and-crop and flips"
     lines = [
         f"# {context.experiment.title}: reproduced",
         "",
@@ -83,7 +85,7 @@ def header(context: Context) -> str:
         f"of 128), lr {s.lr:g} divided by 10 at iterations {int(s.milestones[0]):,} and "
         f"{int(s.milestones[1]):,} (the paper: 0.1, at 32k and 48k){subsets}",
         "- recipe: paper-cifar (sec. 4.2): SGD, weight decay 1e-4, momentum 0.9, per-pixel mean "
-        "subtracted, 4-pixel pad-and-crop and flips (the 16x16 digits: 2 pixels, no flips); "
+        f"subtracted, {augmentation}; "
         "ResNet-110 and plain-110 start at a tenth of the lr until the training error is below 80%",
         f"- data: {context.data}",
         f"- seeds: {context.seeds} (0..{context.seeds - 1}); device: {context.device}; resnets "
