@@ -104,7 +104,6 @@ def test_ten_crop_evaluation_scores_folder_runs_at_the_end(tmp_path, run_cli):
 @pytest.mark.parametrize(
     "setup, message",
     [
-        (lambda root: (root / "train" / ".ipynb_checkpoints").mkdir(), ".ipynb_checkpoints"),
         (lambda root: (root / "train" / "triangle").mkdir(), "class 'triangle' has no images"),
     ],
 )
