@@ -23,7 +23,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "train",
-        help="train a ResNet (default: ResNet-20 on the bundled digits, about 40 s on an idle 2-core CPU)",
+        help="train a ResNet (default: ResNet-20 on the bundled digits, about 11 s on an idle 2-core CPU)",
         description=(
             "Train a ResNet with a named recipe, any field of which can be overridden. With no "
             "arguments: ResNet-20 on scikit-learn's bundled handwritten digits (16x16, 20% held "

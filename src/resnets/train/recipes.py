@@ -7,7 +7,7 @@
 - modern: cosine schedule with warm-up, label smoothing, MixUp/CutMix, EMA and no weight decay
   on BN and biases, after torchvision's "new training recipe" (Vryniotis 2021).
 - default: what `resnets train` runs with no arguments: ResNet-20 on the bundled digits,
-  in about 40 s on two idle CPU cores.
+  in about 11 s on two idle CPU cores.
 
 Recipes decide from the network, never from its name: paper-cifar's warm-up applies to the
 resolved spec (any CIFAR-layout network of 110 layers or more, however it is written).
