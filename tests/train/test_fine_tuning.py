@@ -65,6 +65,18 @@ def test_a_linear_probe_trains_the_classifier_only(tmp_path, start, run_cli):
     assert sorted(k for k, unchanged in same.items() if not unchanged) == ["fc.bias", "fc.weight"]
 
 
+def test_lr_backbone_on_a_linear_probe_says_it_has_nothing_to_scale():
+    from resnets.train.freeze import apply_freeze, describe_freeze
+
+    model = create_model("basic:1-1-1:4-8-16", num_classes=3)
+    frozen = apply_freeze(model, "all-but-head", freeze_bn=False)
+    line = describe_freeze(model, frozen, False, 0.1)
+    assert "--lr-backbone 0.1 has nothing to scale (only the classifier trains)" in line
+    partly = create_model("basic:1-1-1:4-8-16", num_classes=3)
+    line = describe_freeze(partly, apply_freeze(partly, "stem", freeze_bn=False), False, 0.1)
+    assert "all but the classifier at 0.1 x the learning rate" in line
+
+
 def test_freeze_bn_keeps_every_batchnorm_as_it_started_and_trains_the_rest(tmp_path, start, run_cli):
     code, _, err = run_cli("train", *ARGS, "--weights", start, "--freeze-bn", "--out", tmp_path / "run")
     assert code == 0, err

@@ -113,5 +113,9 @@ def describe_freeze(
     if freeze_bn:
         what.append("every BatchNorm in eval mode with frozen affine parameters")
     if lr_backbone is not None:
-        what.append(f"all but the classifier at {lr_backbone:g} x the learning rate")
+        head = head_parameter_ids(model)
+        if any(p.requires_grad and id(p) not in head for p in model.parameters()):
+            what.append(f"all but the classifier at {lr_backbone:g} x the learning rate")
+        else:
+            what.append(f"--lr-backbone {lr_backbone:g} has nothing to scale (only the classifier trains)")
     return f"fine-tuning: {'; '.join(what)}; {trained:,} of {total:,} parameters train"
