@@ -4,6 +4,7 @@ FLOP counter for every network we name."""
 
 import pytest
 import torch
+from reference_names import TORCHVISION_NAMES
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models import get_model_weights
 
@@ -36,20 +37,6 @@ def test_cifar_option_a_parameter_counts_equal_the_reference_reproduction(name, 
 def test_cifar_parameter_counts_match_table6(name, paper_millions):
     decimals = len(str(paper_millions).split(".")[1])
     assert round(n_params(name) / 1e6, decimals) == paper_millions
-
-
-TORCHVISION_NAMES = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "wide_resnet50_2",
-    "wide_resnet101_2",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-    "resnext101_64x4d",
-]
 
 
 @pytest.mark.parametrize("name", TORCHVISION_NAMES)

@@ -3,21 +3,9 @@
 import pytest
 import torch
 import torchvision
+from reference_names import TORCHVISION_NAMES
 
 from resnets import create_model
-
-TORCHVISION_NAMES = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "wide_resnet50_2",
-    "wide_resnet101_2",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-    "resnext101_64x4d",
-]
 
 
 @pytest.mark.parametrize("name", TORCHVISION_NAMES)

@@ -143,35 +143,17 @@ def reproduce(
 
     results = []
     for index, run in enumerate(runs, 1):
-        if run.state == FINISHED:
-            result = read_result(run)
-            notify(
-                Event(
-                    "done",
-                    index,
-                    len(runs),
-                    run,
-                    seconds=result.seconds,
-                    test_error=result.test_error,
-                    reused=True,
-                )
-            )
-        else:
+        reused = run.state == FINISHED
+        start = time.perf_counter()
+        if not reused:
             notify(Event("start", index, len(runs), run))
-            start = time.perf_counter()
             run_training(run, console=console)
             run.state = FINISHED
-            result = read_result(run)
-            notify(
-                Event(
-                    "done",
-                    index,
-                    len(runs),
-                    run,
-                    seconds=time.perf_counter() - start,
-                    test_error=result.test_error,
-                )
-            )
+        result = read_result(run)
+        seconds = result.seconds if reused else time.perf_counter() - start
+        notify(
+            Event("done", index, len(runs), run, seconds=seconds, test_error=result.test_error, reused=reused)
+        )
         results.append(result)
 
     context = Context(
