@@ -166,16 +166,7 @@ def test_eval_multi_scale_runs_the_whole_image_at_each_of_the_papers_scaled_size
     from PIL import Image
     from torchvision.transforms.v2 import functional as TF
 
-    from resnets import create_model
-    from resnets.weights import WeightsMeta, save_weights
-
-    torch.manual_seed(0)
-    model = create_model("basic:1-1-1:4-8-16", num_classes=2).eval()
-    mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
-    meta = WeightsMeta(
-        model="tiny", spec=model.spec.to_dict(), classes=["a", "b"], mean=mean, std=std, input_size=8
-    )
-    save_weights(model, tmp_path / "w.safetensors", meta)
+    model, mean, std = tiny_weights(tmp_path / "w.safetensors")
     rng = np.random.default_rng(0)
     expected_loss, images = 0.0, []
     for split in ("train", "val"):
@@ -221,16 +212,7 @@ def test_weights_recorded_without_a_resize_are_evaluated_on_whole_folder_images(
     import numpy as np
     from PIL import Image
 
-    from resnets import create_model
-    from resnets.weights import WeightsMeta, save_weights
-
-    torch.manual_seed(0)
-    model = create_model("basic:1-1-1:4-8-16", num_classes=2).eval()
-    mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
-    meta = WeightsMeta(
-        model="tiny", spec=model.spec.to_dict(), classes=["a", "b"], mean=mean, std=std, input_size=8
-    )
-    save_weights(model, tmp_path / "w.safetensors", meta)
+    model, mean, std = tiny_weights(tmp_path / "w.safetensors")
     rng = np.random.default_rng(1)
     loss = 0.0
     for split in ("train", "val"):
@@ -248,3 +230,18 @@ def test_weights_recorded_without_a_resize_are_evaluated_on_whole_folder_images(
     )  # fmt: skip
     assert result.code == 0, result.err
     assert json.loads(result.out)["loss"] == pytest.approx(loss, rel=1e-5)
+
+
+def tiny_weights(path):
+    """A 2-class network for 8-px inputs saved at `path` with its mean/std, no resize size."""
+    from resnets import create_model
+    from resnets.weights import WeightsMeta, save_weights
+
+    torch.manual_seed(0)
+    model = create_model("basic:1-1-1:4-8-16", num_classes=2).eval()
+    mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
+    meta = WeightsMeta(
+        model="tiny", spec=model.spec.to_dict(), classes=["a", "b"], mean=mean, std=std, input_size=8
+    )
+    save_weights(model, path, meta)
+    return model, mean, std

@@ -76,7 +76,6 @@ class TensorLoader:
         rank: int = 0,
         world_size: int = 1,
         preprocess: Preprocess | None = None,
-        mean_image: torch.Tensor | None = None,
     ) -> None:
         """`preprocess`, when given, normalises instead of `mean`/`std` (eval_transform's
         normalisation, per channel or per pixel)."""
@@ -87,7 +86,6 @@ class TensorLoader:
         self.labels = split.labels.to(device)
         self.mean, self.std = tuple(mean), tuple(std)
         self.preprocess = preprocess
-        self.mean_image = mean_image.to(device) if mean_image is not None else None
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.pad = pad if train and augment == "pad-crop" else 0
         self.flip = flip and train
@@ -126,7 +124,7 @@ class TensorLoader:
             if self.preprocess is not None:
                 x = normalize_batch(self.preprocess, images)
             else:
-                x = normalize(images, self.mean, self.std, self.mean_image)
+                x = normalize(images, self.mean, self.std)
             if self.pad or self.flip:
                 x = crop_flip(x, top[at], left[at], flips[at], self.pad)
             yield x, self.labels[index]
@@ -275,8 +273,7 @@ def make_loader(
             device=device,
             rank=rank,
             world_size=world_size,
-            preprocess=None if train else record,
-            mean_image=data.mean_image,
+            preprocess=record,  # the data's own normalisation when training
         )
     if train:
         transform = folder_train_transform(

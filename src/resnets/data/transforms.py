@@ -16,7 +16,7 @@ import torch
 from torchvision.transforms import v2
 
 from resnets.errors import DataError
-from resnets.preprocess import FitCrop, Preprocess
+from resnets.preprocess import FitCrop, Normalize, Preprocess
 
 AUGMENTS = ("pad-crop", "resized-crop", "scale", "none")
 TENSOR_AUGMENTS = ("pad-crop", "none")
@@ -34,49 +34,15 @@ def eval_resize(size: int) -> int:
     return int(round(size / CROP_FRACTION))
 
 
-def normalize(
-    images: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
-    mean_image: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """uint8 (or 0..1 float) images (N, C, H, W) -> float32 (x - mean) / std per channel, or
-    x - mean_image when a (C, H, W) mean image is given (per-pixel mean subtraction)."""
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (or 0..1 float) images (N, C, H, W) -> float32 (x - mean) / std per channel."""
     x = images.float()
     if images.dtype == torch.uint8:
         x = x.div_(255.0)
-    if mean_image is not None:
-        return x.sub_(mean_image.to(x.device, x.dtype))
     shape = (1, -1, 1, 1)
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
     return x.sub_(m).div_(s)
-
-
-class SubtractMeanImage:
-    """x - mean_image for 0..1 float images (C, H, W) or stacks of them (..., C, H, W): per-pixel
-    mean subtraction (He et al. 2015, sec. 3.4 and 4.2) where v2.Normalize would go."""
-
-    def __init__(self, mean_image: torch.Tensor) -> None:
-        self.mean_image = mean_image.float()
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x - self.mean_image.to(x.device, x.dtype)
-
-    def __repr__(self) -> str:
-        return f"SubtractMeanImage(shape={tuple(self.mean_image.shape)})"
-
-
-def normalize_step(
-    mean: Sequence[float] | None, std: Sequence[float] | None, mean_image: torch.Tensor | None = None
-) -> list[Callable]:
-    """The last step of a pipeline: subtract `mean_image` when given, else v2.Normalize(mean, std)
-    when both are given, else nothing."""
-    if mean_image is not None:
-        return [SubtractMeanImage(mean_image)]
-    if mean is not None and std is not None:
-        return [v2.Normalize(list(mean), list(std))]
-    return []
 
 
 # The principal components of ImageNet's RGB pixel values (0..1 scale) that AlexNet's colour
@@ -165,7 +131,11 @@ def folder_train_transform(
     steps.append(v2.ToDtype(torch.float32, scale=True))
     if lighting:
         steps.append(Lighting(lighting))
-    steps += normalize_step(mean, std, mean_image)
+    if mean_image is not None:  # x - mean_image, as the evaluation pipeline subtracts it
+        record = Preprocess((size, size), normalize="per-pixel-mean", mean_image=mean_image)
+        steps.append(Normalize(record, 3))
+    else:
+        steps.append(v2.Normalize(list(mean), list(std)))
     return v2.Compose(steps)
 
 
@@ -185,4 +155,6 @@ def folder_scale_transform(
         v2.Resize(shorter, antialias=True),
         v2.ToDtype(torch.float32, scale=True),
     ]
-    return v2.Compose(steps + normalize_step(mean, std))
+    if mean is not None and std is not None:
+        steps.append(v2.Normalize(list(mean), list(std)))
+    return v2.Compose(steps)
